@@ -1,0 +1,204 @@
+"""The ``memrec`` command line: datasets, train, evaluate, recommend, compare.
+
+Example:
+    memrec datasets
+    memrec train --model sasrec --dataset ml-100k --output runs/sasrec-ml-100k --train.epochs=50
+    memrec evaluate runs/sasrec-ml-100k/checkpoint.pt
+    memrec recommend runs/sasrec-ml-100k/checkpoint.pt --user 196 -k 10
+    memrec compare runs/sasrec-ml-100k runs/gru4rec-ml-100k --chart compare.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from memrec.errors import MemrecError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def frozen_config(model: str, dataset: str) -> Path | None:
+    """The frozen config shipped for a model and registered data set, if there is one."""
+    path = CONFIG_DIR / f"{model}-{dataset}.yaml"
+    return path if path.is_file() else None
+
+
+def cmd_datasets(args) -> None:
+    from memrec.config import DataConfig
+    from memrec.data import REGISTRY, load_dataset
+
+    for name in args.names or sorted(REGISTRY):
+        spec = REGISTRY.get(name)
+        print(f"{name}: {spec.description if spec else 'a path'}")
+        if args.describe or args.names:
+            try:
+                ds = load_dataset(DataConfig(dataset=name, data_dir=args.data_dir, format=args.format, download=False))
+            except MemrecError as exc:
+                if args.names:
+                    raise  # a data set the user named must be there
+                print(f"  not available: {exc}")
+                continue
+            print("  " + ds.report())
+            print("  " + json.dumps(ds.stats()))
+
+
+def build_run_config(args, extra: list[str]):
+    from memrec.config import RunConfig, load_yaml
+
+    config_path = args.config or (frozen_config(args.model or "sasrec", args.dataset or "ml-100k") if not args.no_frozen else None)
+    raw = load_yaml(config_path) if config_path else {}
+    if config_path:
+        print(f"config: {config_path}", file=sys.stderr)
+    if args.model and raw.get("model", args.model) != args.model:
+        raw = {k: v for k, v in raw.items() if k != "model_config"}  # another model's settings do not apply
+    raw.setdefault("data", {})
+    if args.model:
+        raw["model"] = args.model
+    if args.dataset:
+        raw["data"]["dataset"] = args.dataset
+    if args.data_dir:
+        raw["data"]["data_dir"] = args.data_dir
+    config = RunConfig.from_dict(raw)
+    return config.with_overrides(extra)
+
+
+def cmd_train(args, extra: list[str]) -> None:
+    from memrec.train import train_and_evaluate
+
+    config = build_run_config(args, extra)
+    metrics = train_and_evaluate(config, args.output, progress=None)
+    print(f"results in {args.output}/metrics.json (test ndcg@10 {metrics['test']['ndcg@10']:.4f})")
+
+
+def _load_for_checkpoint(args):
+    from memrec.config import RunConfig
+    from memrec.data import load_dataset, split_dataset
+    from memrec.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    data = ckpt.config.data
+    if args.dataset:
+        data.dataset = args.dataset
+    if args.data_dir:
+        data.data_dir = args.data_dir
+    ds = load_dataset(data)
+    ckpt.check_dataset(ds)
+    return ckpt, ds, split_dataset(ds, data.split, data.valid_fraction, data.test_fraction)
+
+
+def cmd_evaluate(args, extra) -> None:
+    import time
+
+    from memrec.train.evaluate import evaluate
+    from memrec.train.report import format_table
+
+    ckpt, ds, split = _load_for_checkpoint(args)
+    t, max_len = ckpt.config.train, ckpt.config.data.max_len
+    rows = []
+    for name in ("valid", "test"):
+        tic = time.perf_counter()
+        metrics = evaluate(ckpt.model, getattr(split, name), max_len, args.batch_size or t.eval_batch_size, t.metric_ks)
+        rows.append({"model": ckpt.config.model, "dataset": ds.name, "split": name, **metrics, "seconds": time.perf_counter() - tic})
+    print(f"protocol: {split.protocol}; full ranking over {ds.num_items} items")
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def cmd_recommend(args, extra) -> None:
+    import numpy as np
+
+    from memrec.data.batching import make_eval_batch
+
+    ckpt, ds, _ = _load_for_checkpoint(args)
+    if args.history is not None:
+        history = np.array([ds.item_index(i) for i in args.history.split(",") if i], dtype=np.int64)
+        user = -1
+    else:
+        if args.user is None:
+            raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,...")
+        user = ds.user_index(args.user)
+        history = ds.sequences[user]  # everything known about the user
+    batch = make_eval_batch(np.array([max(user, 0)]), [history], np.array([0]), ckpt.config.data.max_len)
+    items, scores = ckpt.model.recommend(batch, k=args.k)
+    rows = [{"rank": r + 1, "item": ds.item_ids[i], "score": round(float(s), 4), "text": ds.items.text[i][:80]} for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist()))]
+    if args.json:
+        print(json.dumps({"user": args.user, "history_length": int(len(history)), "items": rows}, indent=2))
+        return
+    print(f"top {args.k} for {'user ' + str(args.user) if args.user is not None else 'the given history'} ({len(history)} history items, excluded):")
+    for row in rows:
+        print(f"{row['rank']:3d}. {row['item']:<14} {row['score']:9.4f}  {row['text']}")
+
+
+def cmd_compare(args, extra) -> None:
+    from memrec.train.report import compare_runs
+
+    print(compare_runs(args.runs, chart=args.chart))
+    if args.chart:
+        print(f"chart: {args.chart}")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memrec", description="Memory-augmented sequential recommendation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="list the registered data sets; describe them with --describe")
+    p.add_argument("names", nargs="*", help="data set names or paths to describe")
+    p.add_argument("--describe", action="store_true", help="load each data set and print its statistics")
+    p.add_argument("--data-dir")
+    p.add_argument("--format")
+
+    p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config")
+    p.add_argument("--model", help="sasrec | gru4rec")
+    p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path")
+    p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
+    p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")
+    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
+    p.add_argument("--output", required=True, help="run folder for metrics.json, checkpoint.pt, curve.png, logs")
+
+    for name, help_text in (("evaluate", "full-ranking evaluation of a checkpoint"), ("recommend", "top-k items for a user")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("checkpoint")
+        p.add_argument("--dataset", help="override the data set path stored in the checkpoint's config")
+        p.add_argument("--data-dir")
+        p.add_argument("--json", help="write the results as JSON" if name == "evaluate" else argparse.SUPPRESS,
+                       **({} if name == "evaluate" else {"action": "store_true"}))
+        if name == "evaluate":
+            p.add_argument("--batch-size", type=int)
+        else:
+            p.add_argument("--user")
+            p.add_argument("--history", help="comma-separated item ids, instead of --user")
+            p.add_argument("-k", type=int, default=10)
+
+    p = sub.add_parser("compare", help="one table and one chart over several run folders")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--chart", help="PNG path for the validation curves")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    bad = [e for e in extra if not (e.startswith("--") and "=" in e)]
+    if bad:
+        parser.error(f"unrecognized arguments {bad}: config overrides look like --train.lr=0.001")
+    try:
+        if args.command == "datasets":
+            cmd_datasets(args)
+        else:
+            COMMANDS[args.command](args, extra)
+    except MemrecError as exc:
+        print(f"memrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

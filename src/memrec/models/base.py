@@ -1,0 +1,88 @@
+"""The interface every memrec sequence model implements.
+
+A model reads right-padded item sequences (0 = padding) and returns one hidden vector per position,
+causally: the vector at position t depends on items 0..t only and predicts item t+1. Scores are dot
+products with the item embedding table, so training can use every position at once and ranking
+covers the whole catalogue. Memory models add their own state and override ``encode`` / ``loss``.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from memrec.data.batching import EvalBatch, TrainBatch
+from memrec.errors import UnknownItemError
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: subclasses set ``name`` and ``config_class`` and implement two methods.
+
+    - ``encode_positions(items (B, L), users (B,)) -> (B, L, d)``
+    - ``item_embeddings() -> (N + 1, d)`` (row 0 is padding and is never recommended)
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, num_items: int, max_len: int, config):
+        super().__init__()
+        if num_items < 1 or max_len < 1:
+            raise ValueError(f"expected num_items >= 1 and max_len >= 1, got {num_items} and {max_len}")
+        self.num_items = num_items
+        self.max_len = max_len
+        self.config = config
+
+    def encode_positions(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def item_embeddings(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_items(self, items: torch.Tensor) -> None:
+        """Refuse item indices outside 0..N and sequences longer than ``max_len``, with a clear message."""
+        if items.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"item sequences must be an integer tensor, got {items.dtype}")
+        if items.dim() != 2:
+            raise ValueError(f"item sequences must have shape (batch, length), got {tuple(items.shape)}")
+        if items.size(1) > self.max_len:
+            raise ValueError(f"sequences of length {items.size(1)} exceed max_len={self.max_len}; keep the last {self.max_len} items")
+        if items.numel() and (items.min() < 0 or items.max() > self.num_items):
+            bad = items[(items < 0) | (items > self.num_items)][0].item()
+            raise UnknownItemError(f"item index {bad} is out of range: this model knows items 1..{self.num_items} (0 = padding)")
+
+    def encode(self, history: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """User vector for the next item: the hidden state at the last real position.
+
+        history: (B, L) right-padded; lengths: (B,). An empty history (length 0) reads only padding,
+        which is the model's cold-start path. Returns (B, d).
+        """
+        self.check_items(history)
+        return self.encode_last(history, (lengths - 1).clamp(min=0), users)
+
+    def encode_last(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state at position ``last`` of each row: (B, L), (B,) -> (B, d). Models may skip
+        work that other positions would need."""
+        return self.encode_positions(items, users)[torch.arange(len(last)), last]
+
+    def score_all(self, batch: EvalBatch) -> torch.Tensor:
+        """Scores of every item (column 0 = padding) for each row: (B, N + 1)."""
+        return self.encode(batch.history, batch.lengths, batch.users) @ self.item_embeddings().T
+
+    def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
+        """Training loss over every non-padding position of the batch."""
+        self.check_items(batch.inputs)
+        hidden = self.encode_positions(batch.inputs, batch.users)  # (B, L, d)
+        mask = batch.targets > 0
+        return objective(hidden[mask], batch.targets[mask], self.item_embeddings())  # (T, d), (T,)
+
+    @torch.no_grad()
+    def recommend(self, batch: EvalBatch, k: int = 10, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k items and scores per row over the whole catalogue: (B, k), (B, k)."""
+        scores = self.score_all(batch)
+        scores[:, 0] = float("-inf")
+        if exclude_seen:
+            scores[batch.seen_rows, batch.seen_items] = float("-inf")
+        top = scores.topk(min(k, self.num_items), dim=1)
+        return top.indices, top.values

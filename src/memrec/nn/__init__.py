@@ -1,0 +1,4 @@
+"""Building blocks shared by memrec models."""
+from memrec.nn.transformer import CausalTransformer
+
+__all__ = ["CausalTransformer"]

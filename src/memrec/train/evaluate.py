@@ -1,0 +1,101 @@
+"""Full-ranking evaluation over the whole catalogue.
+
+Each example's target is ranked against every item, except padding and the items of the user's
+full history (masked; a target that repeats a history item is therefore a miss). Ties count against
+the model: the rank is the number of other items scoring *at least* as high as the target, so a
+model that gives every item the same score gets zero on every metric. A NaN or infinite score is an
+error. Metrics for one target: HR@K = Recall@K = [rank < K], NDCG@K = 1/log2(rank + 2),
+MRR@K = 1/(rank + 1), each 0 when rank >= K; rank is 0-based.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from memrec.data.batching import EvalBatch, eval_batches
+from memrec.data.split import EvalSet
+from memrec.errors import MemrecError
+
+
+class NonFiniteScoreError(MemrecError, ValueError):
+    """A model produced NaN or infinite scores; they are never counted as hits."""
+
+
+def rank_targets(scores: torch.Tensor, batch: EvalBatch) -> torch.Tensor:
+    """0-based pessimistic rank of each target among unmasked items: (B, N + 1) scores -> (B,).
+
+    Example:
+        >>> from memrec.data.batching import make_eval_batch
+        >>> b = make_eval_batch(np.array([0]), [np.array([1])], np.array([2]), max_len=5)
+        >>> rank_targets(torch.tensor([[0.0, 9.0, 1.0, 1.0, 0.5]]), b).tolist()  # item 3 ties item 2
+        [1]
+    """
+    finite = torch.isfinite(scores[:, 1:])
+    if not finite.all():
+        rows = (~finite.all(dim=1)).nonzero().flatten()
+        users = batch.users[rows[:5]].tolist()
+        raise NonFiniteScoreError(f"the model produced NaN or infinite scores for {len(rows)} of {len(scores)} users (user indices {users}...)")
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    scores[batch.seen_rows, batch.seen_items] = float("-inf")
+    target = scores.gather(1, batch.targets[:, None])  # (B, 1)
+    return (scores >= target).sum(dim=1) - 1  # every other item at least as high ranks above
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
+    """HR, Recall, NDCG and MRR at each K from 0-based ranks.
+
+    Example:
+        >>> metrics_from_ranks(np.array([0, 3]), ks=(1,))["ndcg@1"]
+        0.5
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hit@{k}"] = float(hit.mean()) if len(ranks) else 0.0
+        out[f"recall@{k}"] = out[f"hit@{k}"]
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean()) if len(ranks) else 0.0
+        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1), 0.0).mean()) if len(ranks) else 0.0
+    return out
+
+
+MIN_ROWS = 8  # BLAS picks other kernels (other rounding) below this many rows
+
+
+def padded_scores(model, batch: EvalBatch) -> torch.Tensor:
+    """``model.score_all(batch)``, with batches under ``MIN_ROWS`` rows padded by empty histories.
+
+    Histories have a fixed width and batches at least ``MIN_ROWS`` rows, so every score is computed
+    by the same kernels whatever the batch size, and results are bitwise identical for any size.
+    """
+    n = len(batch.targets)
+    if n >= MIN_ROWS:
+        return model.score_all(batch)
+    extra = MIN_ROWS - n
+    padded = replace(
+        batch,
+        users=torch.cat([batch.users, batch.users[:1].expand(extra)]),
+        history=torch.cat([batch.history, batch.history.new_zeros(extra, batch.history.size(1))]),
+        lengths=torch.cat([batch.lengths, batch.lengths.new_zeros(extra)]),
+    )
+    return model.score_all(padded)[:n]
+
+
+@torch.no_grad()
+def rank_evalset(model, evalset: EvalSet, max_len: int, batch_size: int = 512) -> np.ndarray:
+    """Ranks of every example of ``evalset`` (in its order) under ``model``."""
+    was_training = model.training
+    model.eval()
+    try:
+        ranks = [rank_targets(padded_scores(model, b), b) for b in eval_batches(evalset, max_len, batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
+
+
+def evaluate(model, evalset: EvalSet, max_len: int, batch_size: int = 512, ks=(5, 10, 20)) -> dict[str, float]:
+    """Full-ranking metrics of ``model`` on ``evalset``."""
+    return metrics_from_ranks(rank_evalset(model, evalset, max_len, batch_size), ks)

@@ -1,0 +1,89 @@
+"""One training run from a :class:`RunConfig` to a folder of results.
+
+The folder receives: ``config.yaml`` (the full config), ``metrics.json``, ``checkpoint.pt`` (best
+validation weights), ``curve.png`` (validation NDCG@10 per epoch), ``results.txt`` (the printed
+table) and ``tensorboard/`` logs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from memrec.config import RunConfig
+from memrec.data import load_dataset, split_dataset
+from memrec.models import build_model
+from memrec.train.checkpoint import save_checkpoint
+from memrec.train.evaluate import evaluate
+from memrec.train.report import format_table, metrics_rows, plot_curves
+from memrec.train.trainer import Trainer, seed_everything
+
+
+def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, progress: bool | None = None) -> dict:
+    """Train, keep the best validation checkpoint, evaluate it on validation and test, write results.
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"data": {"dataset": "ml-100k"}, "train": {"epochs": 1}})
+        >>> metrics = train_and_evaluate(cfg, "runs/try")  # doctest: +SKIP
+        >>> sorted(metrics["test"])[:2]  # doctest: +SKIP
+        ['hit@10', 'hit@20']
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.train.threads)
+    seed_everything(config.train.seed)
+    config.save(out / "config.yaml")
+
+    ds = load_dataset(config.data)
+    split = split_dataset(ds, config.data.split, config.data.valid_fraction, config.data.test_fraction)
+    log(ds.report())
+    log(f"protocol: {split.protocol}; {len(split.valid)} validation and {len(split.test)} test users; full ranking over {ds.num_items} items")
+    model = build_model(config.model, ds.num_items, config.data.max_len, config.model_config)
+    writer = _tensorboard(out / "tensorboard")
+    trainer = Trainer(model, split, config, writer=writer, progress=progress)
+    result = trainer.fit(log=log)
+    if writer is not None:
+        writer.close()
+
+    t = config.train
+    valid = evaluate(model, split.valid, config.data.max_len, t.eval_batch_size, t.metric_ks)
+    tic = time.perf_counter()
+    test = evaluate(model, split.test, config.data.max_len, t.eval_batch_size, t.metric_ks)
+    eval_seconds = time.perf_counter() - tic
+
+    metrics = {
+        "model": config.model,
+        "dataset": ds.name,
+        "protocol": f"{split.protocol}; full ranking, history masked, pessimistic ties",
+        "seed": t.seed,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "stopped_because": result.stopped_because,
+        "train_seconds_per_epoch": result.train_seconds_per_epoch,
+        "train_seconds": sum(r.train_seconds for r in result.history),
+        "eval_seconds": eval_seconds,
+        "dataset_stats": ds.stats(),
+        "valid": valid,
+        "test": test,
+        "curve": [{"epoch": r.epoch, "loss": r.loss, "train_seconds": r.train_seconds, "valid": r.valid} for r in result.history],
+        "threads": t.threads,
+        "torch": torch.__version__,
+    }
+    save_checkpoint(out / "checkpoint.pt", model, config, ds)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_curves({config.model: [(r.epoch, r.valid["ndcg@10"]) for r in result.history if r.valid]}, out / "curve.png")
+    table = format_table(metrics_rows(metrics))
+    (out / "results.txt").write_text(table + "\n")
+    log(f"best epoch {result.best_epoch} of {len(result.history)} ({result.stopped_because}); {result.train_seconds_per_epoch:.2f}s per epoch")
+    log(table)
+    return metrics
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but a trimmed install may lack it
+        return None
+    return SummaryWriter(str(path))

@@ -1,0 +1,44 @@
+import pytest
+
+from memrec.config import DataConfig, RunConfig, TrainConfig, from_dict
+from memrec.errors import ConfigError
+
+
+def test_yaml_round_trip_keeps_every_value(tmp_path):
+    cfg = RunConfig.from_dict({"model": "gru4rec", "data": {"dataset": "beauty", "max_len": 20}, "train": {"lr": 0.005, "metric_ks": [1, 5]}, "model_config": {"hidden_size": 32}})
+    cfg.save(tmp_path / "c.yaml")
+    again = RunConfig.from_yaml(tmp_path / "c.yaml")
+    assert again == cfg
+    assert again.train.metric_ks == (1, 5) and again.model_config.hidden_size == 32
+
+
+def test_overrides_are_parsed_as_yaml_and_typed():
+    cfg = RunConfig().with_overrides(["--train.lr=0.01", "train.max_minutes=null", "model_config.num_layers=3", "data.min_rating=4"])
+    assert cfg.train.lr == 0.01 and cfg.train.max_minutes is None
+    assert cfg.model_config.num_layers == 3 and cfg.data.min_rating == 4.0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.lrr=0.1"], "unknown key 'lrr'"),
+        (["train.epochs=many"], "train.epochs: expected int"),
+        (["model_config.depth=2"], "unknown keys ['depth']"),
+        (["trainlr"], "expected KEY=VALUE"),
+        (["model=transformer9"], "unknown model 'transformer9'"),
+    ],
+)
+def test_bad_overrides_say_what_was_expected(overrides, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        RunConfig().with_overrides(overrides)
+    assert message in str(err.value)
+
+
+def test_unknown_sections_and_types_are_refused():
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        RunConfig.from_dict({"trian": {}})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        from_dict(TrainConfig, [1, 2], "train")
+    assert from_dict(DataConfig, {"min_rating": 4}, "data").min_rating == 4.0  # int accepted as float
+    with pytest.raises(ConfigError, match="data.max_len: expected int"):
+        from_dict(DataConfig, {"max_len": 2.5}, "data")
