@@ -57,3 +57,21 @@ def test_every_loss_learns_better_than_chance(small_split, ml100k, loss):
 def test_time_limit_stops_training(small_split, ml100k):
     _, _, result = fit(small_split, ml100k.num_items, epochs=50, max_minutes=0.0)
     assert len(result.history) == 1 and result.stopped_because == "time limit of 0.0 minutes"
+
+
+def test_ctrl_c_keeps_the_best_weights_and_ends_cleanly(small_split, ml100k):
+    config = RunConfig.from_dict({"model": "sasrec", "data": {"max_len": 20}, "train": {"batch_size": 128, "epochs": 5}, "model_config": {"hidden_size": 32}})
+    model = build_model("sasrec", ml100k.num_items, 20, config.model_config)
+    trainer = Trainer(model, small_split, config, progress=False)
+    real, calls = trainer.objective, []
+
+    def interrupted_in_epoch_3(*args):
+        calls.append(1)
+        if len(calls) == 2 * len(trainer.batches) + 1:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    trainer.objective = interrupted_in_epoch_3
+    result = trainer.fit(log=lambda *_: None)
+    assert result.stopped_because == "interrupted during epoch 3" and len(result.history) == 2
+    assert trainer.validate()["ndcg@10"] == pytest.approx(result.best_valid["ndcg@10"])

@@ -101,7 +101,11 @@ class Trainer:
         started = time.perf_counter()
         for epoch in range(1, t.epochs + 1):
             tic = time.perf_counter()
-            loss = self.train_epoch(epoch)
+            try:
+                loss = self.train_epoch(epoch)
+            except KeyboardInterrupt:  # Ctrl-C (SIGINT): keep the best weights so far and go on to the test
+                result.stopped_because = f"interrupted during epoch {epoch}"
+                break
             record = EpochRecord(epoch, loss, time.perf_counter() - tic)
             result.history.append(record)
             if epoch % t.eval_every == 0 or epoch == t.epochs:
