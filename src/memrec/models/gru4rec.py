@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from memrec.models.base import SequentialRecommender
+from memrec.nn import Dropout
 
 
 @dataclass
@@ -33,7 +34,7 @@ class GRU4Rec(SequentialRecommender):
     def __init__(self, num_items: int, max_len: int, config: GRU4RecConfig):
         super().__init__(num_items, max_len, config)
         self.item_emb = nn.Embedding(num_items + 1, config.embedding_size, padding_idx=0)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.gru = nn.GRU(config.embedding_size, config.hidden_size, config.num_layers, batch_first=True, bias=False)
         self.project = nn.Linear(config.hidden_size, config.embedding_size)
         nn.init.xavier_normal_(self.item_emb.weight)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from memrec.models.base import SequentialRecommender
-from memrec.nn import CausalTransformer
+from memrec.nn import CausalTransformer, Dropout
 
 
 @dataclass
@@ -39,7 +39,7 @@ class SASRec(SequentialRecommender):
         self.item_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, d)
         self.norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.encoder = CausalTransformer(d, config.num_heads, config.inner_size, config.num_layers, config.dropout)
         self.apply(self._init)
 

@@ -1,4 +1,5 @@
 """Building blocks shared by memrec models."""
+from memrec.nn.dropout import Dropout
 from memrec.nn.transformer import CausalTransformer
 
-__all__ = ["CausalTransformer"]
+__all__ = ["CausalTransformer", "Dropout"]
