@@ -4,9 +4,10 @@ from __future__ import annotations
 from memrec.errors import ConfigError
 from memrec.models.base import SequentialRecommender
 from memrec.models.gru4rec import GRU4Rec, GRU4RecConfig
+from memrec.models.ramrec import RAMRec, RAMRecConfig
 from memrec.models.sasrec import SASRec, SASRecConfig
 
-MODELS: dict[str, type[SequentialRecommender]] = {m.name: m for m in (SASRec, GRU4Rec)}
+MODELS: dict[str, type[SequentialRecommender]] = {m.name: m for m in (SASRec, GRU4Rec, RAMRec)}
 
 
 def model_class(name: str) -> type[SequentialRecommender]:
@@ -29,4 +30,4 @@ def build_model(name: str, num_items: int, max_len: int, config=None) -> Sequent
     return cls(num_items, max_len, config if config is not None else cls.config_class())
 
 
-__all__ = ["MODELS", "SequentialRecommender", "SASRec", "SASRecConfig", "GRU4Rec", "GRU4RecConfig", "build_model", "model_class"]
+__all__ = ["MODELS", "SequentialRecommender", "SASRec", "SASRecConfig", "GRU4Rec", "GRU4RecConfig", "RAMRec", "RAMRecConfig", "build_model", "model_class"]

@@ -1,0 +1,179 @@
+"""RAMRec: memory trained end to end, causal entries, banks keyed by the real user, ablation switches."""
+import numpy as np
+import pytest
+import torch
+
+from memrec.config import RunConfig
+from memrec.data.batching import TrainBatch, TrainBatches, make_eval_batch, training_windows
+from memrec.errors import ConfigError, UnknownItemError
+from memrec.memory.episodic import adaptive_k, diversity
+from memrec.models import RAMRec, RAMRecConfig, SASRec, SASRecConfig, build_model
+from memrec.train.checkpoint import load_checkpoint, save_checkpoint
+from memrec.train.evaluate import rank_evalset
+from memrec.train.losses import make_objective
+
+MAX_LEN = 20
+CE = make_objective("ce")
+
+
+def tiny(num_items=60, **config) -> RAMRec:
+    torch.manual_seed(0)
+    return RAMRec(num_items, MAX_LEN, RAMRecConfig(**{"hidden_size": 16, "inner_size": 32, "num_layers": 1, "dropout": 0.0, **config}))
+
+
+def batch(users, rows) -> TrainBatch:
+    """A training batch from full windows: inputs are rows[:, :-1], targets rows[:, 1:]."""
+    rows = torch.tensor(rows)
+    return TrainBatch(torch.tensor(users), rows[:, :-1], rows[:, 1:])
+
+
+def trained_on(split, num_items, users=200, epochs=1, **config) -> RAMRec:
+    """A small RAMRec trained on the first users' training sequences (real ML-100K data)."""
+    model = build_model("ramrec", num_items, MAX_LEN, RAMRecConfig(hidden_size=32, inner_size=64, **config))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batches = TrainBatches(training_windows(split.train[:users], MAX_LEN), batch_size=64)
+    model.train()
+    for epoch in range(epochs):
+        for b in batches.epoch(epoch):
+            optimizer.zero_grad()
+            model.loss(b, CE).backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(ml100k, ml100k_split):
+    torch.manual_seed(0)
+    return trained_on(ml100k_split, ml100k.num_items)
+
+
+def test_memory_is_trained_end_to_end():
+    model = tiny().train()
+    model.loss(batch([0, 1], [[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]]), CE).backward()
+    for p in [*model.cross.parameters(), *model.gate.parameters()]:
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_an_entry_is_visible_only_after_its_item_was_seen():
+    items = torch.tensor([[4, 8, 15, 16, 0]])
+    hidden = torch.randn(1, 5, 3)
+    keys, followed, visible = RAMRec.window_entries(hidden, items)
+    assert followed.tolist() == [[8, 15, 16, 0]] and torch.equal(keys, hidden[:, :4])
+    for t in range(5):  # position t may use entry j (item j + 1) only if j + 1 <= t: never its own target
+        assert visible[0, t].nonzero().flatten().tolist() == [j for j in range(4) if j + 1 <= t and followed[0, j] > 0]
+
+
+def test_training_output_at_t_ignores_later_items_in_train_mode_too():
+    model = tiny(dropout=0.0).train()
+    a = model.encode_positions(torch.tensor([[4, 8, 15, 16, 23]]))
+    b = model.encode_positions(torch.tensor([[4, 8, 15, 42, 7]]))
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-6)
+
+
+def test_training_writes_each_users_own_transitions_to_their_bank():
+    model = tiny().train()
+    model.loss(batch([3, 8], [[5, 6, 7, 8], [20, 21, 0, 0]]), CE)
+    assert model.bank.entries(3)["items"].tolist() == [6, 7, 8]  # what followed each prefix, the last target included
+    assert model.bank.entries(8)["items"].tolist() == [21]
+    assert model.bank.num_users == 2
+    hits = model.bank.entries(3)["hits"]
+    assert hits[-1] == 0 and hits[0] > 0  # the earliest entry was retrieved by the later positions
+
+
+def test_banks_never_hold_a_validation_or_test_target(trained, ml100k_split):
+    for u in range(200):
+        items = set(trained.bank.entries(u)["items"].tolist())
+        assert items <= set(ml100k_split.train[u].tolist()), u
+        assert int(ml100k_split.valid.targets[u]) not in items and int(ml100k_split.test.targets[u]) not in items
+    assert trained.bank.num_users == 200 and max(len(s) for s in ml100k_split.train[:200]) > 100
+    assert len(trained.bank.entries(int(np.argmax([len(s) for s in ml100k_split.train[:200]])))["items"]) == 100  # pruned to capacity
+
+
+def test_evaluation_reads_the_users_bank(trained, ml100k_split):
+    b = make_eval_batch(np.arange(8), ml100k_split.test.histories[:8], ml100k_split.test.targets[:8], MAX_LEN)
+    with_bank = trained.score_all(b)
+    assert not torch.allclose(with_bank, trained.score_all(make_eval_batch(np.full(8, -1), ml100k_split.test.histories[:8], ml100k_split.test.targets[:8], MAX_LEN)))
+    trained.config.bank_at_eval = False
+    try:
+        assert torch.equal(trained.encode(b.history, b.lengths, b.users), trained.encode(b.history, b.lengths))
+    finally:
+        trained.config.bank_at_eval = True
+
+
+def test_bank_entries_already_in_the_window_are_not_read_twice():
+    model = tiny(fixed_k=10).eval()  # read every visible entry
+    history = np.array([5, 6, 7, 8])
+    model.update_memory(torch.tensor([0]), [history])  # the bank holds exactly the window's entries
+    b = make_eval_batch(np.array([0]), [history], np.array([1]), MAX_LEN)
+    assert torch.equal(model.encode(b.history, b.lengths, b.users), model.encode(b.history, b.lengths))
+    model.update_memory(torch.tensor([0]), [np.array([30, 31, 32])])  # older history outside the window
+    assert not torch.equal(model.encode(b.history, b.lengths, b.users), model.encode(b.history, b.lengths))
+
+
+def test_rankings_with_banks_do_not_depend_on_batch_size(trained, ml100k_split):
+    evalset = ml100k_split.test.subset(np.arange(60))
+    reference = rank_evalset(trained, evalset, MAX_LEN, batch_size=60)
+    for batch_size in (1, 7):
+        assert np.array_equal(rank_evalset(trained, evalset, MAX_LEN, batch_size), reference)
+
+
+def test_checkpoint_keeps_the_banks(trained, ml100k, ml100k_split, tmp_path):
+    config = RunConfig.from_dict({"model": "ramrec", "data": {"max_len": MAX_LEN}, "model_config": {"hidden_size": 32, "inner_size": 64}})
+    save_checkpoint(tmp_path / "m.pt", trained, config, ml100k)
+    loaded = load_checkpoint(tmp_path / "m.pt").model
+    assert loaded.bank.num_users == 200 and len(loaded.bank) == len(trained.bank)
+    b = make_eval_batch(np.arange(50), ml100k_split.test.histories[:50], ml100k_split.test.targets[:50], MAX_LEN)
+    assert torch.equal(loaded.score_all(b), trained.score_all(b))
+
+
+@pytest.mark.parametrize("fixed_k", [None, 1, 4])
+def test_each_position_reads_k_entries(fixed_k):
+    model = tiny(fixed_k=fixed_k)
+    items = torch.randint(1, 60, (3, 12), generator=torch.Generator().manual_seed(1))
+    hidden = model.encoder(model.embed(items))
+    keys, followed, visible = model.window_entries(hidden, items)
+    _, selected, weights, k = model.read_memory(hidden, keys, followed, visible)
+    n = visible.sum(-1)
+    want = n.clamp(max=fixed_k) if fixed_k else adaptive_k(diversity(model.item_emb(followed), visible), n, 3, 20)
+    assert torch.equal(k, want) and torch.equal(selected.sum(-1), want)
+    assert torch.allclose(weights.sum(-1), (want > 0).float(), atol=1e-5)  # attention spreads over the K keys
+
+
+def test_without_memory_it_is_sasrec():
+    torch.manual_seed(0)
+    sasrec = SASRec(60, MAX_LEN, SASRecConfig(hidden_size=16, inner_size=32, num_layers=1))
+    plain = tiny(use_memory=False, dropout=0.2).train()
+    items = torch.tensor([[4, 8, 15, 16, 23]])
+    sasrec.eval(), plain.eval()
+    assert torch.equal(plain.encode_positions(items), sasrec.encode_positions(items))
+    plain.train().loss(batch([0], [[4, 8, 15]]), CE)
+    assert plain.bank.num_users == 0
+
+
+def test_public_code_mode_trains_no_fusion_and_pools_one_vector():
+    model = tiny(public_code_mode=True)
+    model.train().loss(batch([0], [[5, 6, 7, 8, 9]]), CE).backward()
+    assert all(p.grad is None and not p.requires_grad for p in [*model.cross.parameters(), *model.gate.parameters()])
+    assert model.bank.entries(0)["items"].tolist() == [6, 7, 8, 9]  # banks are still written
+    items = torch.tensor([[5, 6, 7, 8]])
+    model.eval()
+    hidden = model.encoder(model.embed(items))
+    assert not torch.allclose(model.encode_positions(items), hidden)  # memory is read at evaluation only
+    model.train()
+    assert torch.equal(model.encode_positions(items), model.encoder(model.embed(items)))
+
+
+def test_bad_configs_and_inputs_are_refused():
+    with pytest.raises(ConfigError, match="fixed_k"):
+        tiny(fixed_k=0)
+    with pytest.raises(ConfigError, match="k_min <= k_max"):
+        tiny(k_min=5, k_max=2)
+    with pytest.raises(ConfigError, match="divisible by memory_heads"):
+        tiny(memory_heads=3)
+    model = tiny()
+    with pytest.raises(UnknownItemError):
+        model.update_memory(torch.tensor([0]), [np.array([1, 2, 61])])
+    with pytest.raises(ValueError, match="2 users but 1 sequences"):
+        model.update_memory(torch.tensor([0, 1]), [np.array([1, 2])])
+    with pytest.raises(ConfigError, match="unknown keys"):
+        RunConfig.from_dict({"model": "ramrec", "model_config": {"memory_size": 3}})
