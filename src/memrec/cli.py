@@ -85,7 +85,9 @@ def _load_for_checkpoint(args):
         data.data_dir = args.data_dir
     ds = load_dataset(data)
     ckpt.check_dataset(ds)
-    return ckpt, ds, split_dataset(ds, data.split, data.valid_fraction, data.test_fraction)
+    split = split_dataset(ds, data.split, data.valid_fraction, data.test_fraction)
+    ckpt.model.prepare(ds, split)
+    return ckpt, ds, split
 
 
 def cmd_evaluate(args, extra) -> None:

@@ -177,10 +177,10 @@ def _coerce(value, hint, where: str):
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {hint}, got {value!r}")
-    if origin is tuple:
+    if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(v, args[0], where) for v in value)
+        return origin(_coerce(v, args[0], where) for v in value)
     if hint is Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):

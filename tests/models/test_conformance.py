@@ -15,9 +15,11 @@ MAX_LEN = 20
 
 
 @pytest.fixture(params=sorted(MODELS))
-def model(request, ml100k):
+def model(request, ml100k, ml100k_split):
     torch.manual_seed(0)
-    return build_model(request.param, ml100k.num_items, MAX_LEN).eval()
+    model = build_model(request.param, ml100k.num_items, MAX_LEN)
+    model.prepare(ml100k, ml100k_split)
+    return model.eval()
 
 
 def batch_of(histories, max_len=MAX_LEN):

@@ -18,6 +18,7 @@ class TrainBatch:
     users: torch.Tensor  # (B,) user indices
     inputs: torch.Tensor  # (B, L) item indices, right-padded with 0
     targets: torch.Tensor  # (B, L) next item at each position, 0 where there is none
+    starts: torch.Tensor | None = None  # (B,) where inputs[:, 0] sits in the user's training sequence
 
 
 @dataclass
@@ -30,15 +31,16 @@ class EvalBatch:
     seen_items: torch.Tensor  # (S,)
 
 
-def training_windows(train: list[np.ndarray], max_len: int, mode: str = "all") -> list[tuple[int, np.ndarray]]:
+def training_windows(train: list[np.ndarray], max_len: int, mode: str = "all") -> list[tuple[int, int, np.ndarray]]:
     """Cut each training sequence into windows of at most ``max_len + 1`` items.
 
     ``all``: windows end at the last item and step back by ``max_len``, so every item after the first
     is a target exactly once per epoch. ``last``: only the last window (SASRec's original recipe).
+    Returns ``(user, start, window)`` triples, ``start`` being the window's offset in the sequence.
 
     Example:
-        >>> [w.tolist() for _, w in training_windows([np.arange(1, 8)], max_len=3)]
-        [[4, 5, 6, 7], [1, 2, 3, 4]]
+        >>> [(start, w.tolist()) for _, start, w in training_windows([np.arange(1, 8)], max_len=3)]
+        [(3, [4, 5, 6, 7]), (0, [1, 2, 3, 4])]
     """
     if mode not in ("all", "last"):
         raise ValueError(f"train_windows must be 'all' or 'last', got {mode!r}")
@@ -46,7 +48,8 @@ def training_windows(train: list[np.ndarray], max_len: int, mode: str = "all") -
     for user, seq in enumerate(train):
         end = len(seq)
         while end >= 2:
-            windows.append((user, seq[max(0, end - max_len - 1) : end]))
+            start = max(0, end - max_len - 1)
+            windows.append((user, start, seq[start:end]))
             if mode == "last":
                 break
             end -= max_len
@@ -60,12 +63,12 @@ class TrainBatches:
     batches are shuffled), which removes most padding without changing what each epoch contains.
     """
 
-    def __init__(self, windows: list[tuple[int, np.ndarray]], batch_size: int):
+    def __init__(self, windows: list[tuple[int, int, np.ndarray]], batch_size: int):
         if not windows:
             raise ValueError("no training windows: every training sequence has fewer than 2 items")
         self.windows = windows
         self.batch_size = batch_size
-        self.lengths = np.array([len(w) for _, w in windows])
+        self.lengths = np.array([len(w) for _, _, w in windows])
 
     def __len__(self) -> int:
         return -(-len(self.windows) // self.batch_size)
@@ -87,12 +90,12 @@ class TrainBatches:
         inputs = np.zeros((len(rows), width), dtype=np.int64)
         targets = np.zeros((len(rows), width), dtype=np.int64)
         users = np.empty(len(rows), dtype=np.int64)
+        starts = np.empty(len(rows), dtype=np.int64)
         for r, i in enumerate(rows):
-            user, w = self.windows[i]
-            users[r] = user
+            users[r], starts[r], w = self.windows[i]
             inputs[r, : len(w) - 1] = w[:-1]
             targets[r, : len(w) - 1] = w[1:]
-        return TrainBatch(torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets))
+        return TrainBatch(torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(starts))
 
 
 def eval_batches(evalset: EvalSet, max_len: int, batch_size: int):

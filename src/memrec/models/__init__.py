@@ -6,8 +6,9 @@ from memrec.models.base import SequentialRecommender
 from memrec.models.gru4rec import GRU4Rec, GRU4RecConfig
 from memrec.models.ramrec import RAMRec, RAMRecConfig
 from memrec.models.sasrec import SASRec, SASRecConfig
+from memrec.models.ur4rec_moe import UR4RecConfig, UR4RecMoE
 
-MODELS: dict[str, type[SequentialRecommender]] = {m.name: m for m in (SASRec, GRU4Rec, RAMRec)}
+MODELS: dict[str, type[SequentialRecommender]] = {m.name: m for m in (SASRec, GRU4Rec, RAMRec, UR4RecMoE)}
 
 
 def model_class(name: str) -> type[SequentialRecommender]:
@@ -30,4 +31,4 @@ def build_model(name: str, num_items: int, max_len: int, config=None) -> Sequent
     return cls(num_items, max_len, config if config is not None else cls.config_class())
 
 
-__all__ = ["MODELS", "SequentialRecommender", "SASRec", "SASRecConfig", "GRU4Rec", "GRU4RecConfig", "RAMRec", "RAMRecConfig", "build_model", "model_class"]
+__all__ = ["MODELS", "SequentialRecommender", "SASRec", "SASRecConfig", "GRU4Rec", "GRU4RecConfig", "RAMRec", "RAMRecConfig", "UR4RecMoE", "UR4RecConfig", "build_model", "model_class"]

@@ -40,13 +40,14 @@ class SequentialRecommender(nn.Module):
     def item_embeddings(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def check_items(self, items: torch.Tensor) -> None:
-        """Refuse item indices outside 0..N and sequences longer than ``max_len``, with a clear message."""
+    def check_items(self, items: torch.Tensor, any_length: bool = False) -> None:
+        """Refuse item indices outside 0..N and sequences longer than ``max_len`` (unless ``any_length``),
+        with a clear message."""
         if items.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"item sequences must be an integer tensor, got {items.dtype}")
         if items.dim() != 2:
             raise ValueError(f"item sequences must have shape (batch, length), got {tuple(items.shape)}")
-        if items.size(1) > self.max_len:
+        if not any_length and items.size(1) > self.max_len:
             raise ValueError(f"sequences of length {items.size(1)} exceed max_len={self.max_len}; keep the last {self.max_len} items")
         if items.numel() and (items.min() < 0 or items.max() > self.num_items):
             bad = items[(items < 0) | (items > self.num_items)][0].item()
@@ -65,6 +66,10 @@ class SequentialRecommender(nn.Module):
         """Hidden state at position ``last`` of each row: (B, L), (B,) -> (B, d). Models may skip
         work that other positions would need."""
         return self.encode_positions(items, users)[torch.arange(len(last)), last]
+
+    def prepare(self, dataset, split) -> None:
+        """Called with the data set and its split before training or evaluation; models that read item
+        side information or users' full sequences take them here. The base model needs nothing."""
 
     def score_all(self, batch: EvalBatch) -> torch.Tensor:
         """Scores of every item (column 0 = padding) for each row: (B, N + 1)."""

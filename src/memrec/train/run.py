@@ -41,6 +41,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
     log(ds.report())
     log(f"protocol: {split.protocol}; {len(split.valid)} validation and {len(split.test)} test users; full ranking over {ds.num_items} items")
     model = build_model(config.model, ds.num_items, config.data.max_len, config.model_config)
+    model.prepare(ds, split)
     writer = _tensorboard(out / "tensorboard")
     trainer = Trainer(model, split, config, writer=writer, progress=progress)
     result = trainer.fit(log=log)
