@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from memrec.errors import MemrecError
+from memrec.models import MODELS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -123,7 +124,7 @@ def cmd_recommend(args, extra) -> None:
             raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,...")
         user = ds.user_index(args.user)
         history = ds.sequences[user]  # everything known about the user
-    batch = make_eval_batch(np.array([max(user, 0)]), [history], np.array([0]), ckpt.config.data.max_len)
+    batch = make_eval_batch(np.array([user]), [history], np.array([0]), ckpt.config.data.max_len)
     items, scores = ckpt.model.recommend(batch, k=args.k)
     rows = [{"rank": r + 1, "item": ds.item_ids[i], "score": round(float(s), 4), "text": ds.items.text[i][:80]} for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist()))]
     if args.json:
@@ -153,7 +154,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--format")
 
     p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config")
-    p.add_argument("--model", help="sasrec | gru4rec")
+    p.add_argument("--model", help=" | ".join(sorted(MODELS)))
     p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path")
     p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
     p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")

@@ -174,8 +174,8 @@ class UR4RecMoE(SASRec):
 
     def _times(self, users: torch.Tensor | None, full: torch.Tensor) -> torch.Tensor:
         """Timestamps aligned with ``full`` (B, T), whose real items in each row are a prefix of that user's sequence."""
-        if self.times is None or users is None:
-            raise ConfigError("update_trigger=time_based needs the data set's timestamps; call prepare(dataset, split) on a data set that has them")
+        if self.times is None or users is None or (users < 0).any():
+            raise ConfigError("update_trigger=time_based needs the users' timestamps: call prepare(dataset, split) on a data set that has them (an anonymous history has none)")
         out = np.zeros(full.shape, dtype=np.float64)
         valid = (full > 0).numpy()
         for r, u in enumerate(users.tolist()):
