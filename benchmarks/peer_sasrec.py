@@ -42,7 +42,7 @@ def memrec_config(model: str, dataset: str, threads: int):
     return RunConfig.from_dict({
         "model": model,
         "data": {"dataset": dataset, "data_dir": str(DATA), "max_len": 50, "download": False},
-        "train": {"batch_size": 256, "lr": 0.001, "loss": "ce", "threads": threads, "eval_batch_size": 4096, "patience": 10, "seed": 2020},
+        "train": {"batch_size": 256, "lr": 0.001, "loss": "ce", "threads": threads, "patience": 10, "seed": 2020},
         "model_config": PEER_DEFAULTS[model],
     })
 

@@ -84,7 +84,7 @@ def padded_scores(model, batch: EvalBatch) -> torch.Tensor:
     return model.score_all(padded)[:n]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def rank_evalset(model, evalset: EvalSet, max_len: int, batch_size: int = 512) -> np.ndarray:
     """Ranks of every example of ``evalset`` (in its order) under ``model``."""
     was_training = model.training
