@@ -51,7 +51,10 @@ def test_no_validation_or_test_item_leaks_into_training(ml100k, ml100k_split, mo
 
 def test_evaluation_history_is_the_visible_past_only(ml100k, ml100k_split):
     rows = 0
-    for batch in eval_batches(ml100k_split.test, max_len=50, batch_size=300):
+    seen_rows = []
+    for positions, batch in eval_batches(ml100k_split.test, max_len=50, batch_size=300):
+        seen_rows.extend(positions.tolist())
+        assert (batch.users.numpy() == ml100k_split.test.users[positions]).all()
         for r in range(len(batch.targets)):
             user = int(batch.users[r])
             seq = ml100k.sequences[user]
@@ -61,7 +64,7 @@ def test_evaluation_history_is_the_visible_past_only(ml100k, ml100k_split):
             masked = batch.seen_items[batch.seen_rows == r]
             assert sorted(masked.tolist()) == sorted(seq[:-1].tolist())  # the full history, not the target
             rows += 1
-    assert rows == ml100k.num_users
+    assert rows == ml100k.num_users and sorted(seen_rows) == list(range(rows))  # every example once
 
 
 def test_global_time_split(ml100k):

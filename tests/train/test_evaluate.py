@@ -35,7 +35,7 @@ def test_a_model_that_scores_every_item_the_same_gets_zero(ml100k, ml100k_split)
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_scores_are_an_error_never_a_hit(ml100k, ml100k_split, bad):
-    with pytest.raises(NonFiniteScoreError, match=r"NaN or infinite scores for 943 of 943 users"):
+    with pytest.raises(NonFiniteScoreError, match=r"NaN or infinite scores for (\d+) of \1 users"):
         evaluate(ConstantScores(ml100k.num_items, value=bad), ml100k_split.test, max_len=50, batch_size=10_000)
 
 

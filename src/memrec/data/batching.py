@@ -98,17 +98,36 @@ class TrainBatches:
         return TrainBatch(torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(starts))
 
 
+def history_width(length: int, max_len: int) -> int:
+    """Width of an evaluation row: the smallest of 8, 16, 32, ... (at most ``max_len``) that holds the
+    last ``max_len`` items of its history. It depends on the row alone, so a row's scores never depend
+    on which other rows share its batch, and short histories cost short rows.
+
+    Example:
+        >>> [history_width(n, 50) for n in (0, 8, 9, 40, 500)]
+        [8, 8, 16, 50, 50]
+    """
+    width = 8
+    while width < min(length, max_len):
+        width *= 2
+    return min(width, max_len)
+
+
 def eval_batches(evalset: EvalSet, max_len: int, batch_size: int):
-    """Evaluation batches in the order of ``evalset``; the history is cut to its last ``max_len`` items."""
-    for start in range(0, len(evalset), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(evalset)))
-        histories = [evalset.histories[i] for i in rows]
-        yield make_eval_batch(evalset.users[rows], histories, evalset.targets[rows], max_len)
+    """Evaluation batches of rows that share a width (:func:`history_width`), as ``(rows, batch)``:
+    ``rows`` are the positions in ``evalset`` of the batch's examples; histories keep their last
+    ``max_len`` items."""
+    widths = np.array([history_width(len(h), max_len) for h in evalset.histories], dtype=np.int64)
+    for width in np.unique(widths):
+        same = np.flatnonzero(widths == width)
+        for start in range(0, len(same), batch_size):
+            rows = same[start : start + batch_size]
+            yield rows, make_eval_batch(evalset.users[rows], [evalset.histories[i] for i in rows], evalset.targets[rows], int(width))
 
 
 def make_eval_batch(users: np.ndarray, histories: list[np.ndarray], targets: np.ndarray, max_len: int) -> EvalBatch:
     lengths = np.array([min(len(h), max_len) for h in histories], dtype=np.int64)
-    history = np.zeros((len(histories), max_len), dtype=np.int64)  # fixed width: scores never depend on the batch
+    history = np.zeros((len(histories), max_len), dtype=np.int64)  # width max_len, whatever the batch
     for r, (h, n) in enumerate(zip(histories, lengths)):
         if n:
             history[r, :n] = h[len(h) - n :]

@@ -68,8 +68,9 @@ MIN_ROWS = 8  # BLAS picks other kernels (other rounding) below this many rows
 def padded_scores(model, batch: EvalBatch) -> torch.Tensor:
     """``model.score_all(batch)``, with batches under ``MIN_ROWS`` rows padded by empty histories.
 
-    Histories have a fixed width and batches at least ``MIN_ROWS`` rows, so every score is computed
-    by the same kernels whatever the batch size, and results are bitwise identical for any size.
+    A row's width depends on its own history only (:func:`~memrec.data.batching.history_width`) and
+    batches have at least ``MIN_ROWS`` rows, so every score is computed by the same kernels whatever
+    the batch size, and results are bitwise identical for any size.
     """
     n = len(batch.targets)
     if n >= MIN_ROWS:
@@ -89,11 +90,13 @@ def rank_evalset(model, evalset: EvalSet, max_len: int, batch_size: int = 512) -
     """Ranks of every example of ``evalset`` (in its order) under ``model``."""
     was_training = model.training
     model.eval()
+    ranks = np.zeros(len(evalset), dtype=np.int64)
     try:
-        ranks = [rank_targets(padded_scores(model, b), b) for b in eval_batches(evalset, max_len, batch_size)]
+        for rows, batch in eval_batches(evalset, max_len, batch_size):
+            ranks[rows] = rank_targets(padded_scores(model, batch), batch).numpy()
     finally:
         model.train(was_training)
-    return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
+    return ranks
 
 
 def evaluate(model, evalset: EvalSet, max_len: int, batch_size: int = 512, ks=(5, 10, 20)) -> dict[str, float]:
