@@ -74,3 +74,23 @@ def test_datasets_lists_and_describes(shared_data, capsys):
     assert main(["datasets", "lastfm", "--data-dir", str(shared_data)]) == 0
     assert '"users": 1090' in capsys.readouterr().out
     assert main(["datasets", "nope"]) == 2
+
+
+def test_ur4rec_trains_from_the_seeds_json_layout_and_recommends(ml100k, tmp_path, capsys):
+    """The UR4Rec seed's data layout (train/val/test_sequences.json) through `memrec train`, then `recommend`."""
+    data = tmp_path / "seed-json"
+    data.mkdir()
+    seqs = {ml100k.user_ids[u]: [int(ml100k.item_ids[i]) for i in s] for u, s in enumerate(ml100k.sequences[:120])}
+    for name, cut in (("train", -2), ("val", -1), ("test", None)):
+        (data / f"{name}_sequences.json").write_text(json.dumps({u: s[:cut] for u, s in seqs.items()}))
+    out = tmp_path / "run"
+    common = ["--model", "ur4rec-moe", "--dataset", str(data), "--output", str(out), "--no-frozen", "--train.epochs=1", "--data.max_len=20"]
+    assert main(["train", *common, "--model_config.hidden_size=16", "--model_config.memory_dim=8"]) == 2  # default modalities need item text
+    assert "needs item text" in capsys.readouterr().err
+    assert main(["train", *common, "--model_config.hidden_size=16", "--model_config.memory_dim=8", "--model_config.modalities=[id]"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "ur4rec-moe" and metrics["test"]["hit@10"] >= 0 and len(metrics["curve"]) == 1
+    user = next(iter(seqs))
+    capsys.readouterr()  # the training log
+    assert main(["recommend", str(out / "checkpoint.pt"), "--user", user, "-k", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 3
