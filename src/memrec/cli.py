@@ -6,6 +6,7 @@ Example:
     memrec evaluate runs/sasrec-ml-100k/checkpoint.pt
     memrec recommend runs/sasrec-ml-100k/checkpoint.pt --user 196 -k 10
     memrec compare runs/sasrec-ml-100k runs/gru4rec-ml-100k --chart compare.png
+    memrec serve runs/sasrec-ml-100k/checkpoint.pt --store state.db --port 8000
 """
 from __future__ import annotations
 
@@ -143,6 +144,23 @@ def cmd_compare(args, extra) -> None:
         print(f"chart: {args.chart}")
 
 
+def cmd_serve(args, extra) -> None:
+    import os
+
+    try:
+        import uvicorn
+
+        from memrec.serve.app import ServeConfig, create_app
+    except ImportError as exc:
+        raise MemrecError(f"memrec serve needs the serve extra ({exc.name} is missing): pip install 'memrec[serve]'") from None
+    token = args.token or os.environ.get("MEMREC_SERVE_TOKEN") or None
+    config = ServeConfig(checkpoint=args.checkpoint, store=args.store, token=token, reset_memories=args.reset_memories,
+                         max_body_bytes=args.max_body_bytes)
+    app = create_app(config)  # loads the model and opens the store first: a version mismatch stops here
+    print(f"memrec serve: {app.state.served.name} on http://{args.host}:{args.port} (store {app.state.store!r})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memrec", description="Memory-augmented sequential recommendation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,10 +196,20 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
     p.add_argument("runs", nargs="+")
     p.add_argument("--chart", help="PNG path for the validation curves")
+
+    p = sub.add_parser("serve", help="run the online service (FastAPI) for a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--store", default="memrec-state.db", help="state store: SQLite path (default memrec-state.db), redis://..., postgresql://...")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", help="bearer token for writes and admin endpoints (else $MEMREC_SERVE_TOKEN; none: open)")
+    p.add_argument("--reset-memories", action="store_true", help="forget memories written by another model (event logs are kept)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--log-level", default="warning")
     return parser
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@
 ``None``, ``memory://``                     :class:`InProcessStore` (gone with the process)
 ``memories.db``, ``sqlite:///memories.db``  :class:`SQLiteStore` (relative path; the embedded default)
 ``sqlite:////abs/path.db``                  :class:`SQLiteStore` (absolute path: four slashes, as in SQLAlchemy)
-``redis://...``, ``postgresql://...``       shared stores for several service processes (come with the service)
+``redis://...``, ``postgresql://...``       :class:`~memrec.store.redis.RedisStore`, :class:`~memrec.store.postgres.PostgresStore`
+                                            (shared by several service processes; the ``serve`` extra)
 ==========================================  ===================================================
 
 A back-end subclasses :class:`MemoryStore`, implements its ``_``-prefixed primitives and adds its
@@ -44,18 +45,26 @@ def _open_sqlite(url: str, model_version: str, **options) -> MemoryStore:
     return SQLiteStore(path, model_version, **options)
 
 
-def _comes_with_the_service(url: str, model_version: str, **options) -> MemoryStore:
-    scheme = url.split("://", 1)[0]
-    raise StoreNotAvailableError(
-        f"the {scheme} memory store comes with the online service (memrec serve) and is not available yet; "
-        f"use a SQLite file (a path or sqlite:///path.db) for now"
-    )
+def _open_shared(url: str, model_version: str, **options) -> MemoryStore:
+    """Redis and PostgreSQL, imported on first use; they need the ``serve`` extra."""
+    scheme = url.split("://", 1)[0].lower()
+    module, package = ("redis", "redis") if scheme.startswith("redis") else ("postgres", "psycopg[binary]")
+    try:
+        if module == "redis":
+            import redis  # noqa: F401
+            from memrec.store.redis import open_redis as opener
+        else:
+            import psycopg  # noqa: F401
+            from memrec.store.postgres import open_postgres as opener
+    except ImportError:
+        raise StoreNotAvailableError(f"the {scheme} memory store needs {package}: pip install 'memrec[serve]'") from None
+    return opener(url, model_version, **options)
 
 
 _OPENERS: dict[str, Opener] = {
     "memory": _open_memory,
     "sqlite": _open_sqlite,
-    **{s: _comes_with_the_service for s in ("redis", "rediss", "postgresql", "postgres")},
+    **{s: _open_shared for s in ("redis", "rediss", "postgresql", "postgres")},
 }
 
 
@@ -73,10 +82,10 @@ def open_store(url_or_path: str | Path | None, model_version: str, **options) ->
     Example:
         >>> open_store(None, "abc")
         InProcessStore(model_version='abc')
-        >>> open_store("redis://localhost:6379/0", "abc")  # doctest: +ELLIPSIS
+        >>> open_store("ftp://x", "abc")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        memrec.store.base.StoreNotAvailableError: the redis memory store comes with the online service ...
+        memrec.store.base.StoreError: unknown memory store 'ftp://x': expected a file path or a URL starting with one of [...
     """
     if url_or_path is None:
         return InProcessStore(model_version)

@@ -1,0 +1,182 @@
+"""The online service: ``memrec serve CHECKPOINT --store state.db``.
+
+==============================================  ======================================================
+``POST /events``                                 one event or ``{"events": [...]}``: append to each user's log
+                                                 and fold into the memory, durable before the reply (token)
+``GET /recommend?user=U&k=10``                   top-k over the catalogue, history excluded; unknown user:
+                                                 the model's empty-history answer
+``GET /users/{id}``                              the user's log and memory statistics (token)
+``DELETE /users/{id}/memory``                    reset the memory to the model's initial one (token)
+``POST /users/{id}/memory:update``               update the memory now from its pending items (token)
+``GET /health``, ``GET /metrics``                liveness with a store check; Prometheus text
+==============================================  ======================================================
+
+Requests only read: every memory update happens on the event path, in the same transaction as the
+event it follows. "(token)": with a token configured, these need ``Authorization: Bearer TOKEN``.
+
+Example::
+
+    app = create_app(ServeConfig(checkpoint="runs/ur4rec/checkpoint.pt", store="state.db"))
+    # uvicorn.run(app, port=8000), or: memrec serve runs/ur4rec/checkpoint.pt --store state.db
+"""
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from memrec.errors import MemrecError
+from memrec.serve.events import Event
+from memrec.serve.guard import BodyLimitAndMetrics
+from memrec.serve.metrics import Metrics
+from memrec.serve.model import ServedModel, memory_stats
+from memrec.serve.state import open_state
+from memrec.store import StoreError
+
+USER = dict(min_length=1, max_length=256)
+
+
+@dataclass
+class ServeConfig:
+    """Settings of one service process."""
+
+    checkpoint: str
+    store: str = "memrec-state.db"  # a SQLite path, sqlite:///..., redis://... or postgresql://...
+    token: str | None = None  # bearer token for writes and admin endpoints; None: open
+    reset_memories: bool = False  # forget memories written by another model (event logs are kept)
+    max_body_bytes: int = 1 << 20
+    max_batch: int = 1000  # events per POST /events
+    max_k: int = 1000
+
+
+# ----------------------------------------------------------------------------- request schemas
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(**USER, description="the user's id")
+    item: str = Field(min_length=1, max_length=256, description="a raw item id of the checkpoint's catalogue")
+    timestamp: float = Field(allow_inf_nan=False, description="when it happened, in the data's units (e.g. Unix seconds)")
+    key: str | None = Field(None, min_length=1, max_length=128, description="idempotency key, unique per user")
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(min_length=1, max_length=ServeConfig.max_batch)
+
+
+def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAPI:
+    """Load the checkpoint and open the store (refusing a memory-version mismatch), then build the app."""
+    served = served or ServedModel.load(config.checkpoint)
+    store = open_state(config.store, served.version, reset_memories=config.reset_memories)
+    metrics = Metrics()
+    app = FastAPI(title="memrec", version="1", description=__doc__.split("Example::")[0])
+    app.state.served, app.state.store, app.state.metrics = served, store, metrics
+    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if config.token is None:
+            return
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.token.encode()):
+            raise HTTPException(401, "this endpoint needs 'Authorization: Bearer <token>' with the service's token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request, exc: RequestValidationError):  # without the offending input: it may not be JSON (NaN)
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(MemrecError)
+    def store_unavailable(request, exc: MemrecError):
+        return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=503)
+
+    @app.post("/events", dependencies=[Depends(authorised)])
+    def post_events(body: EventBatch | EventIn) -> dict:
+        """Append events to the users' logs and update their memories; replies once it is durable."""
+        incoming = body.events if isinstance(body, EventBatch) else [body]
+        unknown = served.unknown_items([e.item for e in incoming])
+        if unknown:
+            shown = ", ".join(repr(i) for i in sorted(set(unknown))[:10])
+            raise HTTPException(422, f"unknown item id(s) {shown}: this model knows the {served.num_items} items of its "
+                                     f"checkpoint's catalogue; nothing was recorded")
+        by_user: dict[str, list[int]] = {}
+        for n, e in enumerate(incoming):
+            by_user.setdefault(e.user, []).append(n)
+        results = [None] * len(incoming)
+        for user, rows in by_user.items():
+            fired: list[bool] = []
+
+            def apply(memory, new):
+                if not served.has_memory:
+                    return None
+                memory, fired[:] = served.observe(memory, new)
+                return memory
+
+            flags = store.record(user, [Event(incoming[n].item, incoming[n].timestamp, incoming[n].key) for n in rows], apply)
+            updates = iter(fired)
+            for n, applied in zip(rows, flags):
+                updated = bool(next(updates, False)) if applied and served.has_memory else False
+                results[n] = {"user": user, "item": incoming[n].item, "applied": applied, "memory_updated": updated}
+        applied = sum(r["applied"] for r in results)
+        updated = sum(r["memory_updated"] for r in results)
+        metrics.events.labels("applied").inc(applied)
+        metrics.events.labels("duplicate").inc(len(results) - applied)
+        metrics.memory_updates.labels("trigger").inc(updated)
+        return {"accepted": applied, "duplicates": len(results) - applied, "memory_updates": updated, "events": results}
+
+    @app.get("/recommend")
+    def recommend(user: str = Query(**USER), k: int = Query(10, ge=1, le=config.max_k)) -> dict:
+        """Top-k items for a user over the whole catalogue, the user's history excluded."""
+        history, memory = store.snapshot(user)
+        rec = served.recommend(history, memory, k)
+        return {
+            "user": user, "known": bool(history) or memory is not None, "history_length": len(history), "model": served.name,
+            "items": [{"item": i, "score": s} for i, s in zip(rec.items, rec.scores)],
+            "routing_weights": rec.routing, "memory": rec.memory,
+        }
+
+    @app.get("/users/{user_id}", dependencies=[Depends(authorised)])
+    def get_user(user_id: str = Path(**USER), limit: int = Query(100, ge=0, le=100_000)) -> dict:
+        """The user's most recent events (up to ``limit``) and memory statistics."""
+        history, memory = store.snapshot(user_id)
+        shown = history[len(history) - limit :] if limit else []
+        return {
+            "user": user_id, "history_length": len(history), "history": [e.to_dict() for e in shown],
+            "memory": memory_stats(memory) if memory is not None else None, "model_has_memory": served.has_memory,
+        }
+
+    def change_memory(user_id: str, reset: bool) -> dict:
+        if not served.has_memory:
+            raise HTTPException(409, f"model {served.name!r} keeps no per-user memory; it serves from the history alone")
+        memory = store.update(user_id, lambda m: served.step(m, reset=reset))
+        metrics.memory_updates.labels("reset" if reset else "explicit").inc()
+        return {"user": user_id, "memory": memory_stats(memory)}
+
+    @app.delete("/users/{user_id}/memory", dependencies=[Depends(authorised)])
+    def reset_memory(user_id: str = Path(**USER)) -> dict:
+        """Start the user's memory over from the model's initial memory (the event log is kept)."""
+        return change_memory(user_id, reset=True)
+
+    @app.post("/users/{user_id}/memory:update", dependencies=[Depends(authorised)])
+    def update_memory(user_id: str = Path(**USER)) -> dict:
+        """Update the user's memory now from the interactions since its last update (the explicit trigger)."""
+        return change_memory(user_id, reset=False)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        try:
+            store.ping()
+        except StoreError as e:
+            return JSONResponse({"status": "unavailable", "detail": str(e)}, status_code=503)
+        return JSONResponse({"status": "ok", "model": served.name, "items": served.num_items, "memory_version": served.version,
+                             "store": repr(store)})
+
+    @app.get("/metrics")
+    def get_metrics() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,141 @@
+"""A checkpoint, ready to serve: raw item ids, frozen item vectors, memory updates and top-k.
+
+Every model in :data:`memrec.models.MODELS` is served the same way: the user's history (raw item
+ids, from the event log) is mapped to the checkpoint's item indices and scored over the whole
+catalogue, history excluded. A model with a per-user memory (UR4Rec-MoE with ``use_memory``) also
+folds each event into the user's memory (:meth:`ServedModel.observe`, the same
+:meth:`~memrec.memory.user_memory.MemoryCell.observe` the model was trained to match) and reads the
+stored memory when it recommends, instead of unrolling the cell over the history on each request.
+Users are anonymous to the network (user index -1): what the service knows of a user is its log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memrec.data.batching import make_eval_batch
+from memrec.memory.user_memory import UserMemory
+from memrec.models.ur4rec_moe import UR4RecMoE
+from memrec.serve.events import Event
+from memrec.train.checkpoint import load_checkpoint
+
+HISTORY_ONLY = "history-only"  # the store version of a model that keeps no memories
+
+
+@dataclass
+class Recommendation:
+    items: list[str]
+    scores: list[float]
+    routing: dict[str, float] | None  # expert -> weight, for models with a router
+    memory: dict | None  # memory statistics, for models with a memory
+
+
+class ServedModel:
+    """Example:
+        >>> import tempfile, types, torch
+        >>> from memrec.config import RunConfig
+        >>> from memrec.models import build_model
+        >>> from memrec.train.checkpoint import save_checkpoint
+        >>> path = tempfile.mkdtemp() + "/m.pt"
+        >>> ds = types.SimpleNamespace(item_ids=["[PAD]", "a", "b", "c"], fingerprint=lambda: "x")
+        >>> save_checkpoint(path, build_model("gru4rec", 3, 5), RunConfig.from_dict({"model": "gru4rec"}), ds)
+        >>> served = ServedModel.load(path)
+        >>> len(served.recommend([Event("a", 1.0)], None, k=5).items)  # 'a' is excluded
+        2
+    """
+
+    def __init__(self, model, item_ids: list[str], max_len: int, name: str):
+        self.model = model.eval()
+        self.name = name
+        self.item_ids = list(item_ids)
+        self.index = {raw: i for i, raw in enumerate(self.item_ids) if i > 0}  # row 0 is padding
+        self.max_len = max_len
+        with torch.inference_mode():
+            table = model.item_embeddings().detach().clone()  # (N + 1, d), frozen while serving
+        self.table = table
+        model.item_embeddings = lambda: table  # the weights never change while serving: compute once
+        self.cell = getattr(model, "memory", None) if isinstance(model, UR4RecMoE) else None
+        self.version = self._version() if self.cell is not None else HISTORY_ONLY
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ServedModel":
+        ckpt = load_checkpoint(path)  # weights_only: no arbitrary objects unpickled
+        return cls(ckpt.model, ckpt.item_ids, ckpt.model.max_len, ckpt.config.model)
+
+    def _version(self) -> str:
+        from memrec.ur4rec import memory_version
+
+        return memory_version(self.model)
+
+    @property
+    def has_memory(self) -> bool:
+        return self.cell is not None
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    def unknown_items(self, items: list[str]) -> list[str]:
+        return [i for i in items if i not in self.index]
+
+    # -- memory ------------------------------------------------------------------------------------
+    def observe(self, memory: UserMemory | None, events: list[Event]) -> tuple[UserMemory, list[bool]]:
+        """Fold ``events`` into ``memory`` (a new one for None), in order; returns it and, per event,
+        whether the trigger fired."""
+        memory = memory if memory is not None else self.cell.new_memory()
+        fired = [self.cell.observe(memory, self.index[e.item], self.table, e.timestamp) for e in events]
+        return memory, fired
+
+    def step(self, memory: UserMemory | None, reset: bool = False) -> UserMemory:
+        """An explicit update from the pending items, or with ``reset`` a fresh start."""
+        memory = memory if memory is not None else self.cell.new_memory()
+        self.cell.step(memory, self.table, force_reset=reset)
+        return memory
+
+    def replay(self, history: list[Event]) -> UserMemory | None:
+        """The memory a user would have after its whole log (items this model does not know skipped)."""
+        return self.observe(None, [e for e in history if e.item in self.index])[0] if self.has_memory else None
+
+    # -- ranking -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def recommend(self, history: list[Event], memory: UserMemory | None, k: int) -> Recommendation:
+        """Top ``k`` items over the whole catalogue, the user's history excluded."""
+        seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
+        batch = make_eval_batch(np.array([-1]), [seen], np.array([0]), self.max_len)
+        routing = None
+        if isinstance(self.model, UR4RecMoE):
+            state = None
+            if self.cell is not None:
+                state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None]  # (1, D)
+            last = (batch.lengths - 1).clamp(min=0)
+            fused, weights = self.model.fuse_at(batch.history, last, state)  # (1, d), (1, E)
+            scores = fused @ self.table.T
+            routing = {name: round(float(w), 6) for name, w in zip(self.model.experts, weights[0].tolist())}
+        else:
+            scores = self.model.score_all(batch)  # (1, N + 1)
+        scores = scores[0].clone()
+        scores[0] = float("-inf")
+        scores[torch.from_numpy(seen)] = float("-inf")
+        top = scores.topk(min(k, self.num_items))
+        keep = torch.isfinite(top.values)
+        items = [self.item_ids[i] for i in top.indices[keep].tolist()]
+        return Recommendation(items, [round(float(s), 6) for s in top.values[keep].tolist()], routing,
+                              memory_stats(memory, self.cell) if self.has_memory else None)
+
+
+def memory_stats(memory: UserMemory | None, cell=None) -> dict:
+    """What a client may see of a memory: counts and times, not the vector."""
+    if memory is None:
+        memory = cell.new_memory()
+    return {
+        "interaction_count": memory.interaction_count,
+        "updates": memory.updates,
+        "pending_items": len(memory.pending_items),
+        "history_size": int(len(memory.history)),
+        "norm": round(float(np.linalg.norm(memory.vector)), 6),
+        "last_update_time": memory.last_update_time,
+        "last_event_time": memory.last_event_time,
+    }

@@ -1,0 +1,108 @@
+"""The service's SQLite state: :class:`~memrec.store.SQLiteStore`'s memories plus an events table.
+
+An event and the memory update it causes commit in one ``BEGIN IMMEDIATE`` transaction (WAL,
+``synchronous=FULL``), so after a crash either both are on disk or neither is. Extra schema::
+
+    events(seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT, item TEXT, ts REAL, key TEXT, recorded_at REAL)
+    UNIQUE (user, key) WHERE key IS NOT NULL             -- idempotency keys, per user
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from memrec.memory.user_memory import UserMemory
+from memrec.serve.events import Apply, Event, EventLog, new_events
+from memrec.store.base import StoreError
+from memrec.store.sqlite import _UPSERT, SQLiteStore
+
+_EVENTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, item TEXT NOT NULL, "
+    "ts REAL NOT NULL, key TEXT, recorded_at REAL NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_user_key ON events (user, key) WHERE key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS events_user_seq ON events (user, seq)",
+)
+
+
+class SQLiteStateStore(SQLiteStore, EventLog):
+    """Memories and event logs in one SQLite file.
+
+    ``adopt=True`` opens a file under the memory version it already has (for a model that reads no
+    memories); otherwise a file of another version is refused as in :class:`SQLiteStore`.
+
+    Example:
+        >>> import tempfile
+        >>> store = SQLiteStateStore(tempfile.mkdtemp() + "/state.db", model_version="abc")
+        >>> store.record("u1", [Event("i1", 1.0, key="k"), Event("i1", 1.0, key="k")], lambda m, new: None)
+        [True, False]
+        >>> store.history("u1")
+        [Event(item='i1', timestamp=1.0, key='k')]
+    """
+
+    def __init__(self, path: str | Path, model_version: str, *, adopt: bool = False, **options):
+        if adopt:
+            model_version = stored_version(path) or model_version
+        super().__init__(path, model_version, **options)
+        # Writers of this process queue here, not in SQLite's busy handler, which sleeps 1-100 ms between
+        # tries and can dominate the tail latency under load. Other processes still queue there.
+        self._writer = threading.Lock()
+        with self._transaction() as conn:
+            for statement in _EVENTS_SCHEMA:
+                conn.execute(statement)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStateStore({str(self.path)!r}, model_version={self.model_version!r})"
+
+    def record(self, user: str, events: list[Event], apply: Apply) -> list[bool]:
+        keys = [e.key for e in events if e.key is not None]
+        now = time.time()
+        with self._writer, self._transaction() as conn:
+            known = set()
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                known.update(k for (k,) in conn.execute(f"SELECT key FROM events WHERE user = ? AND key IN ({marks})", (user, *chunk)))
+            new, flags = new_events(events, known)
+            if not new:
+                return flags
+            row = self._load(user)
+            memory = apply(None if row is None else self._decode(user, row), new)
+            conn.executemany("INSERT INTO events (user, item, ts, key, recorded_at) VALUES (?, ?, ?, ?, ?)",
+                             [(user, e.item, float(e.timestamp), e.key, now) for e in new])
+            if memory is not None:
+                version, data = self._encode(user, memory)
+                conn.execute(_UPSERT, (user, version, data, now))
+        return flags
+
+    def snapshot(self, user: str) -> tuple[list[Event], UserMemory | None]:
+        conn = self._conn()
+        conn.execute("BEGIN")  # one read transaction: one snapshot of both tables
+        try:
+            rows = conn.execute("SELECT item, ts, key FROM events WHERE user = ? ORDER BY seq", (user,)).fetchall()
+            row = self._load(user)
+        finally:
+            conn.execute("COMMIT")
+        return [Event(item, ts, key) for item, ts, key in rows], None if row is None else self._decode(user, row)
+
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"{self!r} cannot be read: {e}") from None
+
+
+def stored_version(path: str | Path) -> str | None:
+    """The memory version a SQLite state file was written under, or None (no file, or no version yet)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'model_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None  # not a store yet (or not a database): SQLiteStore says what is wrong
+    return row[0] if row else None

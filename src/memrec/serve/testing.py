@@ -1,0 +1,191 @@
+"""Helpers for tests and benchmarks of the service: shared-store servers, tiny checkpoints, service processes.
+
+Redis and PostgreSQL are found at ``$MEMREC_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``)
+and ``$MEMREC_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``);
+``.ci/run`` starts both. A server that cannot be reached is an error that says how to start it,
+unless ``MEMREC_TEST_NO_SERVERS=1`` declares a machine without them (then the tests that need them skip).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+DEFAULT_URLS = {"redis": "redis://127.0.0.1:6379/0", "postgres": "postgresql://postgres@127.0.0.1:5432/postgres"}
+ENV = {"redis": "MEMREC_TEST_REDIS_URL", "postgres": "MEMREC_TEST_POSTGRES_URL"}
+
+
+class ServerMissing(RuntimeError):
+    """A Redis or PostgreSQL server the tests need cannot be reached."""
+
+
+def server_url(kind: str) -> str | None:
+    """The URL of a reachable ``kind`` server ('redis' or 'postgres'); None if MEMREC_TEST_NO_SERVERS
+    is set; ServerMissing, with what to do, if it cannot be reached."""
+    if os.environ.get("MEMREC_TEST_NO_SERVERS", "") not in ("", "0"):
+        return None
+    url = os.environ.get(ENV[kind], DEFAULT_URLS[kind])
+    try:
+        if kind == "redis":
+            import redis
+
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        else:
+            import psycopg
+
+            psycopg.connect(url, connect_timeout=2).close()
+    except Exception as e:  # noqa: BLE001 - any failure means: not usable
+        raise ServerMissing(
+            f"{kind} is not reachable at {url} ({type(e).__name__}: {str(e).strip()[:200]}). Start it as .ci/run does "
+            f"(redis-server with --appendonly yes --appendfsync always; a PostgreSQL cluster made by initdb), point "
+            f"{ENV[kind]} at one, or set MEMREC_TEST_NO_SERVERS=1 on a machine that has none"
+        ) from None
+    return url
+
+
+@contextmanager
+def fresh_store_url(kind: str):
+    """For a pytest fixture: a ``kind`` server URL with a fresh prefix, removed afterwards. Fails the
+    test (with what to do) if the server cannot be reached; skips it under MEMREC_TEST_NO_SERVERS."""
+    import pytest
+
+    try:
+        url = server_url(kind)
+    except ServerMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    if url is None:
+        pytest.skip(f"MEMREC_TEST_NO_SERVERS is set: no {kind} server on this machine")
+    prefix = fresh_prefix()
+    try:
+        yield with_prefix(url, prefix)
+    finally:
+        drop_prefix(kind, url, prefix)
+
+
+def with_prefix(url: str, prefix: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}prefix={prefix}"
+
+
+def fresh_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def drop_prefix(kind: str, url: str, prefix: str) -> None:
+    """Remove everything a store wrote under ``prefix``."""
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in ("events", "memories", "meta"):
+                conn.execute(f"DROP TABLE IF EXISTS {prefix}_{table}")
+
+
+# ----------------------------------------------------------------------------- tiny checkpoints
+TINY = {
+    "sasrec": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0},
+    "gru4rec": {"embedding_size": 16, "hidden_size": 16, "dropout": 0.0},
+    "ramrec": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "k_min": 1, "k_max": 4},
+    "ur4rec-moe": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "modalities": ["id"],
+                   "memory_dim": 8, "interaction_threshold": 3},
+}
+
+
+def tiny_checkpoint(path: str | Path, model: str, item_ids: list[str], max_len: int = 8, seed: int = 0, **overrides) -> Path:
+    """An untrained ``model`` over ``item_ids`` (row 0 = padding) saved as a real checkpoint."""
+    import torch
+
+    from memrec.config import RunConfig
+    from memrec.models import build_model
+    from memrec.train.checkpoint import save_checkpoint
+
+    config = RunConfig.from_dict({"model": model, "data": {"max_len": max_len}, "model_config": {**TINY[model], **overrides}})
+    torch.manual_seed(seed)
+    net = build_model(model, len(item_ids) - 1, max_len, config.model_config)
+    catalogue = types.SimpleNamespace(item_ids=list(item_ids), fingerprint=lambda: f"tiny-{len(item_ids)}")
+    save_checkpoint(path, net, config, catalogue)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- service processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """``memrec serve`` in a subprocess on a free loopback port.
+
+    Example::
+
+        with ServiceProcess("m.pt", "state.db") as service:
+            httpx.get(service.url + "/health")
+    """
+
+    def __init__(self, checkpoint, store: str, token: str | None = None, port: int | None = None, extra: list[str] | None = None):
+        self.checkpoint, self.store, self.token = str(checkpoint), str(store), token
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra = extra or []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> "ServiceProcess":
+        import httpx
+
+        cmd = [sys.executable, "-m", "memrec.cli", "serve", self.checkpoint, "--store", self.store, "--port", str(self.port), *self.extra]
+        if self.token:
+            cmd += ["--token", self.token]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on it
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memrec serve exited with {self.proc.returncode}: {self.output()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"memrec serve did not answer on {self.url} within {timeout} s")
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> "ServiceProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
