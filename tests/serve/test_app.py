@@ -9,7 +9,7 @@ from memrec.cli import main
 from memrec.memory.user_memory import MemoryVersionError
 from memrec.models import MODELS
 from memrec.serve.app import ServeConfig, create_app
-from memrec.serve.events import Event
+from memrec.store.events import Event
 from memrec.serve.testing import tiny_checkpoint
 
 from .conftest import ITEMS, TOKEN

@@ -17,7 +17,7 @@ pytest.importorskip("redis", reason="the shared stores need the serve extra: pip
 pytest.importorskip("psycopg", reason="the shared stores need the serve extra: pip install 'memrec[serve]'")
 
 from memrec.memory.user_memory import MemoryCell, MemoryConfig, MemoryVersionError, UserMemory  # noqa: E402
-from memrec.serve.events import Event  # noqa: E402
+from memrec.store.events import Event  # noqa: E402
 from memrec.serve.state import open_state  # noqa: E402
 from memrec.serve.testing import fresh_store_url  # noqa: E402
 from memrec.store import StoreError, open_store  # noqa: E402

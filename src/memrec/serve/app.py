@@ -31,7 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from memrec.errors import MemrecError
-from memrec.serve.events import Event
+from memrec.store.events import Event
 from memrec.serve.guard import BodyLimitAndMetrics
 from memrec.serve.metrics import Metrics
 from memrec.serve.model import ServedModel, memory_stats

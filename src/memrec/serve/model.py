@@ -19,7 +19,7 @@ import torch
 from memrec.data.batching import make_eval_batch
 from memrec.memory.user_memory import UserMemory
 from memrec.models.ur4rec_moe import UR4RecMoE
-from memrec.serve.events import Event
+from memrec.store.events import Event
 from memrec.train.checkpoint import load_checkpoint
 
 HISTORY_ONLY = "history-only"  # the store version of a model that keeps no memories

@@ -1,7 +1,7 @@
 """Where the service keeps its state: every user's event log and memory, in one store.
 
 ================================  =================================================================
-``state.db``, ``sqlite:///...``   :class:`~memrec.serve.sqlite_state.SQLiteStateStore` (the embedded default)
+``state.db``, ``sqlite:///...``   :class:`~memrec.store.sqlite_events.SQLiteStateStore` (the embedded default)
 ``redis://host:6379/0``           :class:`~memrec.store.redis.RedisStore` (several processes)
 ``postgresql://user@host/db``     :class:`~memrec.store.postgres.PostgresStore` (several processes)
 ================================  =================================================================
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memrec.serve.events import EventLog
+from memrec.store.events import EventLog
 from memrec.serve.model import HISTORY_ONLY
-from memrec.serve.sqlite_state import SQLiteStateStore
+from memrec.store.sqlite_events import SQLiteStateStore
 from memrec.store import MemoryStore, StoreError, open_store
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from memrec.memory.user_memory import MemoryVersionError, UserMemory
-from memrec.serve.events import Apply, Event, EventLog, new_events
+from memrec.store.events import Apply, Event, EventLog, new_events
 from memrec.store.base import MemoryStore, Row, StoreError, version_message
 
 SCHEMA_FORMAT = "memrec-postgres/1"

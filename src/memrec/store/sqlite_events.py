@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from memrec.memory.user_memory import UserMemory
-from memrec.serve.events import Apply, Event, EventLog, new_events
+from memrec.store.events import Apply, Event, EventLog, new_events
 from memrec.store.base import StoreError
 from memrec.store.sqlite import _UPSERT, SQLiteStore
 

@@ -3,7 +3,7 @@
 An :class:`EventLog` appends a user's events and writes the user's memory **in one transaction**,
 serialised per user: :meth:`EventLog.record` drops events whose idempotency key the user's log
 already holds, appends the rest, calls ``apply(memory, new_events)`` and writes what it returns, all
-or nothing, durable when it returns. The SQLite (:mod:`memrec.serve.sqlite_state`), Redis
+or nothing, durable when it returns. The SQLite (:mod:`memrec.store.sqlite_events`), Redis
 (:mod:`memrec.store.redis`) and PostgreSQL (:mod:`memrec.store.postgres`) stores implement it.
 
 Idempotency keys are unique **per user**: a retried event (same user, same key) is applied once.
