@@ -80,10 +80,8 @@ class TextEncoder(FrozenModule):
     the model's forward so that gradients reach it.
 
     Example:
-        Loading imports sentence-transformers (about 5 s), so those lines are not run here:
-
-        >>> encoder = TextEncoder()  # doctest: +SKIP
-        >>> encoder(["a red apple", "a green pear"]).shape  # doctest: +SKIP
+        >>> encoder = TextEncoder()  # the packaged MiniLM, offline
+        >>> encoder(["a red apple", "a green pear"]).shape
         torch.Size([2, 384])
         >>> TextEncoder(TextEncoderConfig(model="/no/such/model"))
         Traceback (most recent call last):

@@ -208,8 +208,10 @@ class FaissIndex(TorchIndex):
     The vectors are also kept as a tensor, so saving, loading and removal work as for :class:`TorchIndex`.
 
     Example:
-        >>> index = FaissIndex(dim=2)  # doctest: +SKIP
-        >>> index.add(torch.eye(2)); index.search(torch.tensor([[0.0, 1.0]]), k=1)[1].tolist()  # doctest: +SKIP
+        >>> index = FaissIndex(dim=2)  # needs faiss-cpu (the ``faiss`` extra)
+        >>> index.add(torch.eye(2))
+        tensor([0, 1])
+        >>> index.search(torch.tensor([[0.0, 1.0]]), k=1)[1].tolist()
         [[1]]
     """
 
