@@ -102,6 +102,8 @@ TINY = {
     "ramrec": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "k_min": 1, "k_max": 4},
     "ur4rec-moe": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "modalities": ["id"],
                    "memory_dim": 8, "interaction_threshold": 3},
+    "memory-moe": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "num_experts": 2,
+                   "short_term_capacity": 16, "long_term_capacity": 32, "episodic_capacity": 16, "semantic_capacity": 8},
 }
 
 
