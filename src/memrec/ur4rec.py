@@ -11,7 +11,6 @@ configured trigger fires (see :mod:`memrec.memory.user_memory`).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ class MemoryRetriever:
         if net.memory is None:
             raise ConfigError("this network has no memory (use_memory=False)")
         self.net = net
-        self.store: MemoryStore = InProcessStore(model_version="live") if store is None else open_store(store, memory_version(net))
+        self.store: MemoryStore = InProcessStore(model_version="live") if store is None else open_store(store, net.memory_version())
         self.global_step = 0
 
     def memory(self, user_id) -> UserMemory:
@@ -66,19 +65,20 @@ class MemoryRetriever:
     def explicit_update_memory(self, user_id, force_reset: bool = False) -> None:
         """Update the user's memory now from the interactions since the last update (the EXPLICIT
         trigger), or with ``force_reset`` start the user over from the initial memory."""
-        vectors = item_vectors(self.net)
+        with torch.no_grad():
+            vectors = self.net.item_embeddings()  # (N + 1, d): what the cell reads
         self.store.update(str(user_id), lambda m: _stepped(self.net, m, vectors, force_reset))
 
     def save_memories(self, path: str | Path) -> int:
         """Write every user's memory to a JSON file, tagged with the network's memory version."""
-        snapshot = InProcessStore(model_version=memory_version(self.net))
+        snapshot = InProcessStore(model_version=self.net.memory_version())
         snapshot.put_many({u: self.store.get(u) for u in self.store.users()})
         return snapshot.export_json(path)
 
     def load_memories(self, path: str | Path) -> int:
         """Read memories written by :meth:`save_memories`; refused (MemoryVersionError) if they
         were written by a network with other memory weights or settings."""
-        snapshot = InProcessStore(model_version=memory_version(self.net))
+        snapshot = InProcessStore(model_version=self.net.memory_version())
         count = snapshot.import_json(path)
         self.store.put_many({u: snapshot.get(u) for u in snapshot.users()})
         return count
@@ -97,19 +97,6 @@ def _stepped(net: UR4RecMoE, memory: UserMemory | None, vectors: torch.Tensor, f
     memory = memory or net.memory.new_memory()
     net.memory.step(memory, vectors, force_reset=force_reset)
     return memory
-
-
-@torch.no_grad()
-def item_vectors(net: UR4RecMoE) -> torch.Tensor:
-    """The item representations the memory cell reads: (N + 1, d)."""
-    return net.item_embeddings().detach()
-
-
-def memory_version(net: UR4RecMoE) -> str:
-    """Fingerprint of what stored memories depend on: the cell (weights, settings) and the item vectors."""
-    h = hashlib.sha256(net.memory.version().encode())
-    h.update(item_vectors(net).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class UR4RecMoEMemory(nn.Module):
@@ -160,11 +147,12 @@ class UR4RecMoEMemory(nn.Module):
         if item_images is not None:
             self.update_item_embeddings_from_images(targets, item_images)
         users = self._users(user_ids, len(targets))
-        fused, weights = self._user_vectors(users, history_items)
-        scores = (fused * self.net.item_embeddings()[targets]).sum(-1)
+        table = self.net.item_embeddings()  # (N + 1, d), once per call
+        fused, weights = self._user_vectors(users, history_items, table)
+        scores = (fused * table[targets]).sum(-1)
         updated = torch.zeros(len(users), dtype=torch.bool)
         if update_memory:
-            vectors = item_vectors(self.net)
+            vectors = table.detach()
             times = [None] * len(users) if timestamps is None else [float(t) for t in timestamps]
             for r, (user, item, time) in enumerate(zip(users, targets.tolist(), times)):
                 updated[r] = self.retriever.observe(user, item, vectors, time)
@@ -180,8 +168,8 @@ class UR4RecMoEMemory(nn.Module):
         was_training = self.training
         self.eval()  # ranking is deterministic: no dropout
         try:
-            fused, _ = self._user_vectors(users, history_items)
             table = self.net.item_embeddings()
+            fused, _ = self._user_vectors(users, history_items, table)
         finally:
             self.train(was_training)
         if candidate_items is None:
@@ -196,7 +184,7 @@ class UR4RecMoEMemory(nn.Module):
         top = scores.topk(min(k, candidates.size(1)), dim=1)
         return candidates.gather(1, top.indices), top.values
 
-    def _user_vectors(self, users: list[str], history_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _user_vectors(self, users: list[str], history_items: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         history = self._history(history_items)
         lengths = (history > 0).sum(dim=1)
         window = torch.zeros(len(history), self.net.max_len, dtype=torch.long)  # last max_len real items, right-padded
@@ -204,7 +192,7 @@ class UR4RecMoEMemory(nn.Module):
             keep = history[r, :n][-self.net.max_len :]
             window[r, : len(keep)] = keep
         last = (lengths.clamp(max=self.net.max_len) - 1).clamp(min=0)
-        return self.net.fuse_at(window, last, self.retriever.memory_vectors(users))
+        return self.net.fuse_at(window, last, self.retriever.memory_vectors(users), table)
 
     # -- inputs -------------------------------------------------------------------------------
     def _history(self, history_items) -> torch.Tensor:

@@ -60,7 +60,8 @@ class MemoryConfig:
     update_trigger: UpdateTrigger = UpdateTrigger.INTERACTION_COUNT
     interaction_threshold: int = 10  # INTERACTION_COUNT: pending interactions per update
     drift_threshold: float = 0.3  # DRIFT_THRESHOLD: cosine distance in [0, 2]; calibrate it: with a trained
-    # ML-100K model 0.3 (the seed's value) fires on every interaction, 1.0 about every 6, 1.1 every 40
+    # ML-100K model 0.3 (the seed's value) fires on every interaction, 1.0 about every 6, 1.1 about every 44
+    # (benchmarks/drift_rates.py)
     decay_factor: float = 0.95  # the memory is multiplied by this before each update
     enable_persistence: bool = True  # save memories with the model
     time_period: float | None = None  # TIME_BASED: period in data time units (None: interaction_threshold, as in the seed)

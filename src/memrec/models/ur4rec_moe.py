@@ -21,6 +21,7 @@ add what the window cannot: everything older than ``max_len`` items.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,24 +185,27 @@ class UR4RecMoE(SASRec):
         return torch.from_numpy(out)
 
     # -- the interface ------------------------------------------------------------------------
-    def _positions(self, items: torch.Tensor, users: torch.Tensor | None, offsets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused user vectors and routing weights at every position: (B, L, d), (B, L, E)."""
-        table = self.item_embeddings()
+    def _positions(self, items: torch.Tensor, users: torch.Tensor | None, offsets: torch.Tensor | None,
+                   table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused user vectors and routing weights at every position: (B, L, d), (B, L, E); ``table`` is
+        ``item_embeddings()`` (N + 1, d), computed once by the caller."""
         h = self.encoder(self._embed(table[items]))
         experts = [enc(x) for enc, x in zip(self.modal_encoders.values(), self._modal_inputs(items))]
         memory = self._memories(items, table, users, offsets)
         return self._fuse(h, memory, experts)
 
     def encode_positions(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
-        return self._positions(items, users, None)[0]
+        return self._positions(items, users, None, self.item_embeddings())[0]
 
     def encode_last(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         return self.fuse_at(items, last, None)[0]
 
-    def fuse_at(self, items: torch.Tensor, last: torch.Tensor, memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused vector at position ``last`` of each row; ``memory`` (B, D) or None to unroll over ``items``."""
+    def fuse_at(self, items: torch.Tensor, last: torch.Tensor, memory: torch.Tensor | None,
+                table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused vector at position ``last`` of each row; ``memory`` (B, D) or None to unroll over ``items``;
+        ``table``: ``item_embeddings()`` if the caller already has it."""
         rows = torch.arange(len(last))
-        table = self.item_embeddings()
+        table = self.item_embeddings() if table is None else table
         h = self.encoder.forward_at(self._embed(table[items]), last)  # (B, d)
         experts = [enc.forward_at(x, last) for enc, x in zip(self.modal_encoders.values(), self._modal_inputs(items))]
         if memory is None and self.memory is not None:
@@ -211,16 +215,19 @@ class UR4RecMoE(SASRec):
     def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
         self.check_items(batch.inputs)
         offsets = batch.starts if batch.starts is not None else torch.zeros(len(batch.users), dtype=torch.long)
-        hidden, _ = self._positions(batch.inputs, batch.users, offsets)  # (B, L, d)
+        table = self.item_embeddings()  # (N + 1, d)
+        hidden, _ = self._positions(batch.inputs, batch.users, offsets, table)  # (B, L, d)
         mask = batch.targets > 0
-        return objective(hidden[mask], batch.targets[mask], self.item_embeddings())
+        return objective(hidden[mask], batch.targets[mask], table)
 
     def score_all(self, batch: EvalBatch) -> torch.Tensor:
-        return self.user_vectors(batch)[0] @ self.item_embeddings().T
+        table = self.item_embeddings()
+        return self.user_vectors(batch, table)[0] @ table.T
 
-    def user_vectors(self, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def user_vectors(self, batch: EvalBatch, table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused user vectors (B, d) and routing weights (B, E), memory unrolled over the full history."""
         self.check_items(batch.history)
+        table = self.item_embeddings() if table is None else table
         last = (batch.lengths - 1).clamp(min=0)
         memory = None
         if self.memory is not None:
@@ -228,11 +235,18 @@ class UR4RecMoE(SASRec):
             self.check_items(full, any_length=True)
             counts = (full > 0).sum(dim=1)
             times = self._times(batch.users, full) if self.config.update_trigger == "time_based" else None
-            table = self.item_embeddings()
             states = self.memory.unroll(full, table[full], times)  # (B, H, D)
             at = (counts - 1).clamp(min=0)
             memory = torch.where((counts > 0)[:, None], states[torch.arange(len(at)), at], self.memory.initial.expand(len(at), -1))
-        return self.fuse_at(batch.history, last, memory)
+        return self.fuse_at(batch.history, last, memory, table)
+
+    @torch.no_grad()
+    def memory_version(self) -> str:
+        """Fingerprint of what stored memories depend on: the cell (weights, settings) and the item
+        vectors it reads. Stores refuse memories written under another version."""
+        h = hashlib.sha256(self.memory.version().encode())
+        h.update(self.item_embeddings().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def full_histories(batch: EvalBatch) -> torch.Tensor:

@@ -58,17 +58,13 @@ class ServedModel:
         self.table = table
         model.item_embeddings = lambda: table  # the weights never change while serving: compute once
         self.cell = getattr(model, "memory", None) if isinstance(model, UR4RecMoE) else None
-        self.version = self._version() if self.cell is not None else HISTORY_ONLY
+        self.version = model.memory_version() if self.cell is not None else HISTORY_ONLY
 
     @classmethod
     def load(cls, path: str | Path) -> "ServedModel":
         ckpt = load_checkpoint(path)  # weights_only: no arbitrary objects unpickled
         return cls(ckpt.model, ckpt.item_ids, ckpt.model.max_len, ckpt.config.model)
 
-    def _version(self) -> str:
-        from memrec.ur4rec import memory_version
-
-        return memory_version(self.model)
 
     @property
     def has_memory(self) -> bool:
