@@ -79,15 +79,24 @@ def test_bad_input_gets_a_clear_4xx_and_records_nothing(checkpoints, tmp_path):
     assert unknown.status_code == 422 and "unknown item id(s) 'nope'" in unknown.json()["detail"] and "nothing was recorded" in unknown.json()["detail"]
     assert client.get("/users/u", headers=AUTH).json()["history_length"] == 0
     for body in ({"user": "u", "item": "i1"}, {"user": "", "item": "i1", "timestamp": 1}, {"user": "u", "item": "i1", "timestamp": 1, "extra": 1},
-                 {"events": []}, {"user": "u", "item": "i1", "timestamp": "soon"}):
+                 {"events": []}, {"user": "u", "item": "i1", "timestamp": "soon"}, {"user": "u", "item": "i1", "timestamp": False},
+                 {"user": "a\x00b", "item": "i1", "timestamp": 1}, {"events": [{"user": "u", "item": "i1", "timestamp": 1, "key": "\x00"}]}):
         assert client.post("/events", json=body, headers=AUTH).status_code == 422, body
+    one = client.post("/events", json={"user": "u", "item": "i1", "timestamp": "soon"}, headers=AUTH).json()["detail"]
+    assert [(d["loc"], d["type"]) for d in one] == [(["body", "event", "timestamp"], "float_type")]  # the single-event form only
+    batch = client.post("/events", json={"events": [{"user": "u", "item": "i1"}]}, headers=AUTH).json()["detail"]
+    assert [(d["loc"], d["type"]) for d in batch] == [(["body", "batch", "events", 0, "timestamp"], "missing")]
     nan = client.post("/events", content=b'{"user": "u", "item": "i1", "timestamp": NaN}', headers={**AUTH, "content-type": "application/json"})
     assert nan.status_code == 422
-    assert client.post("/events", content=b"{not json", headers={**AUTH, "content-type": "application/json"}).status_code == 422
+    not_json = client.post("/events", content=b"{not json", headers={**AUTH, "content-type": "application/json"})
+    assert not_json.status_code == 422 and not_json.json()["detail"][0]["msg"].startswith("JSON decode error: Expecting")
+    not_utf8 = client.post("/events", content=b'{"user": "\xff"}', headers={**AUTH, "content-type": "application/json"})
+    assert not_utf8.status_code == 400 and "not UTF-8 JSON text" in not_utf8.json()["detail"]
     big = client.post("/events", json=events("u", ["i1"] * 100), headers=AUTH)
     assert big.status_code == 413 and "larger than 4096 bytes" in big.json()["detail"]
-    for params in ({"user": "u", "k": 0}, {"user": "u", "k": 5000}, {"k": 3}, {"user": ""}):
+    for params in ({"user": "u", "k": 0}, {"user": "u", "k": 5000}, {"k": 3}, {"user": ""}, {"user": "a\x00b"}):
         assert client.get("/recommend", params=params).status_code == 422, params
+    assert client.get("/users/a%00b", headers=AUTH).status_code == 422  # PostgreSQL cannot store NUL: refused everywhere
     assert client.get("/users/u", headers=AUTH).json()["history_length"] == 0
 
 

@@ -26,19 +26,21 @@ from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
 
 from memrec.errors import MemrecError
 from memrec.store.events import Event
 from memrec.serve.guard import BodyLimitAndMetrics
 from memrec.serve.metrics import Metrics
 from memrec.serve.model import ServedModel, memory_stats
+from memrec.serve.schemas import (ID, MAX_BATCH, EventBatch, EventsBody, EventsOut, HealthOut, MemoryOut, RecommendOut, Unavailable,
+                                  UserOut, errors)
 from memrec.serve.state import open_state
 from memrec.store import StoreError
 
-USER = dict(min_length=1, max_length=256)
+POST_EVENTS_BODY = (f'expected one event {{"user": ..., "item": ..., "timestamp": ..., "key": optional}} '
+                    f'or {{"events": [up to {MAX_BATCH} of them]}}')
 
 
 @dataclass
@@ -50,22 +52,7 @@ class ServeConfig:
     token: str | None = None  # bearer token for writes and admin endpoints; None: open
     reset_memories: bool = False  # forget memories written by another model (event logs are kept)
     max_body_bytes: int = 1 << 20
-    max_batch: int = 1000  # events per POST /events
     max_k: int = 1000
-
-
-# ----------------------------------------------------------------------------- request schemas
-class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    user: str = Field(**USER, description="the user's id")
-    item: str = Field(min_length=1, max_length=256, description="a raw item id of the checkpoint's catalogue")
-    timestamp: float = Field(allow_inf_nan=False, description="when it happened, in the data's units (e.g. Unix seconds)")
-    key: str | None = Field(None, min_length=1, max_length=128, description="idempotency key, unique per user")
-
-
-class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    events: list[EventIn] = Field(min_length=1, max_length=ServeConfig.max_batch)
 
 
 def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAPI:
@@ -76,26 +63,39 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
     app = FastAPI(title="memrec", version="1", description=__doc__.split("Example::")[0])
     app.state.served, app.state.store, app.state.metrics = served, store, metrics
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=config.max_body_bytes, metrics=metrics)
+
+    def openapi() -> dict:  # real item ids as examples: /docs shows them, and fuzzers send some
+        if app.openapi_schema is None:
+            FastAPI.openapi(app)["components"]["schemas"]["EventIn"]["properties"]["item"]["examples"] = served.item_ids[1:4]
+        return app.openapi_schema
+
+    app.openapi = openapi
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if config.token is None:
-            return
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.token.encode()):
             raise HTTPException(401, "this endpoint needs 'Authorization: Bearer <token>' with the service's token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    guarded = [Depends(authorised)] if config.token is not None else []  # the spec names the token only when one is needed
+    denied = (401,) if config.token is not None else ()
+
     @app.exception_handler(RequestValidationError)
     def invalid(request, exc: RequestValidationError):  # without the offending input: it may not be JSON (NaN)
-        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
+        issues = [{"loc": e["loc"], "msg": e["msg"] + (f": {e['ctx']['error']}" if e["type"] == "json_invalid" else ""),
+                   "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": issues}, status_code=422)
+
+    @app.exception_handler(400)  # FastAPI's answer to a body it cannot decode (not UTF-8); memrec raises no 400
+    def undecodable(request, exc):
+        return JSONResponse({"detail": f"the request body is not UTF-8 JSON text; {POST_EVENTS_BODY}"}, status_code=400)
 
     @app.exception_handler(MemrecError)
     def store_unavailable(request, exc: MemrecError):
         return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=503)
 
-    @app.post("/events", dependencies=[Depends(authorised)])
-    def post_events(body: EventBatch | EventIn) -> dict:
+    @app.post("/events", dependencies=guarded, response_model=EventsOut, responses=errors(400, *denied, 413, 422, 503))
+    def post_events(body: EventsBody) -> dict:
         """Append events to the users' logs and update their memories; replies once it is durable."""
         incoming = body.events if isinstance(body, EventBatch) else [body]
         unknown = served.unknown_items([e.item for e in incoming])
@@ -128,22 +128,23 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
         metrics.memory_updates.labels("trigger").inc(updated)
         return {"accepted": applied, "duplicates": len(results) - applied, "memory_updates": updated, "events": results}
 
-    @app.get("/recommend")
-    async def recommend(user: str = Query(**USER), k: int = Query(10, ge=1, le=config.max_k)) -> JSONResponse:
+    @app.get("/recommend", response_class=JSONResponse, responses={200: {"model": RecommendOut}, **errors(422, 503)})
+    async def recommend(user: str = Query(**ID), k: int = Query(10, ge=1, le=config.max_k)) -> JSONResponse:
         """Top-k items for a user over the whole catalogue, the user's history excluded.
 
         It runs on the event loop (a read and about a millisecond of model time, no thread hop) and
         answers a ready JSON response (no response-model encoding): both matter at 200 requests/s."""
         history, memory = store.snapshot(user)
-        rec = served.recommend(history, memory, k)
+        rec = served.recommend(history, memory, k, user=user)
         return JSONResponse({
-            "user": user, "known": bool(history) or memory is not None, "history_length": len(history), "model": served.name,
+            "user": user, "known": bool(history) or memory is not None or user in served.users, "history_length": len(history),
+            "model": served.name,
             "items": [{"item": i, "score": s} for i, s in zip(rec.items, rec.scores)],
             "routing_weights": rec.routing, "memory": rec.memory,
         })
 
-    @app.get("/users/{user_id}", dependencies=[Depends(authorised)])
-    def get_user(user_id: str = Path(**USER), limit: int = Query(100, ge=0, le=100_000)) -> dict:
+    @app.get("/users/{user_id}", dependencies=guarded, response_model=UserOut, responses=errors(*denied, 422, 503))
+    def get_user(user_id: str = Path(**ID), limit: int = Query(100, ge=0, le=100_000)) -> dict:
         """The user's most recent events (up to ``limit``) and memory statistics."""
         history, memory = store.snapshot(user_id)
         shown = history[len(history) - limit :] if limit else []
@@ -159,17 +160,19 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
         metrics.memory_updates.labels("reset" if reset else "explicit").inc()
         return {"user": user_id, "memory": memory_stats(memory)}
 
-    @app.delete("/users/{user_id}/memory", dependencies=[Depends(authorised)])
-    def reset_memory(user_id: str = Path(**USER)) -> dict:
+    memory_errors = errors(*denied, 409, 422, 503)
+
+    @app.delete("/users/{user_id}/memory", dependencies=guarded, response_model=MemoryOut, responses=memory_errors)
+    def reset_memory(user_id: str = Path(**ID)) -> dict:
         """Start the user's memory over from the model's initial memory (the event log is kept)."""
         return change_memory(user_id, reset=True)
 
-    @app.post("/users/{user_id}/memory:update", dependencies=[Depends(authorised)])
-    def update_memory(user_id: str = Path(**USER)) -> dict:
+    @app.post("/users/{user_id}/memory:update", dependencies=guarded, response_model=MemoryOut, responses=memory_errors)
+    def update_memory(user_id: str = Path(**ID)) -> dict:
         """Update the user's memory now from the interactions since its last update (the explicit trigger)."""
         return change_memory(user_id, reset=False)
 
-    @app.get("/health")
+    @app.get("/health", response_class=JSONResponse, responses={200: {"model": HealthOut}, 503: {"model": Unavailable}})
     def health() -> JSONResponse:
         try:
             store.ping()
@@ -178,8 +181,9 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
         return JSONResponse({"status": "ok", "model": served.name, "items": served.num_items, "memory_version": served.version,
                              "store": repr(store)})
 
-    @app.get("/metrics")
-    def get_metrics() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}})
+    def get_metrics() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -6,21 +6,32 @@ catalogue, history excluded. A model with a per-user memory (UR4Rec-MoE with ``u
 folds each event into the user's memory (:meth:`ServedModel.observe`, the same
 :meth:`~memrec.memory.user_memory.MemoryCell.observe` the model was trained to match) and reads the
 stored memory when it recommends, instead of unrolling the cell over the history on each request.
-Users are anonymous to the network (user index -1): what the service knows of a user is its log.
+
+What the service knows of a user is its log, plus, for RAMRec, the user's episodic bank from
+training. Banks are keyed by the training data set's user index, so a RAMRec checkpoint with banks
+is served with its data set's user ids (:func:`training_users`): a user id of the data set reads its
+own bank, any other user id reads none (user index -1, the cold path), whatever its spelling. The
+banks are read-only while serving: new events reach RAMRec through the window of the last
+``max_len`` items, as in offline evaluation, and are never written into a bank (a bank lives in the
+process, not in the store: writing it would be lost on a restart and differ between processes).
+Models without per-user state serve every user as anonymous.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from memrec.data import load_dataset
 from memrec.data.batching import make_eval_batch
+from memrec.errors import MemrecError
 from memrec.memory.user_memory import UserMemory
+from memrec.models.ramrec import RAMRec
 from memrec.models.ur4rec_moe import UR4RecMoE
 from memrec.store.events import Event
-from memrec.train.checkpoint import load_checkpoint
+from memrec.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 HISTORY_ONLY = "history-only"  # the store version of a model that keeps no memories
 
@@ -47,11 +58,14 @@ class ServedModel:
         2
     """
 
-    def __init__(self, model, item_ids: list[str], max_len: int, name: str):
+    def __init__(self, model, item_ids: list[str], max_len: int, name: str, user_ids: list[str] | None = None):
         self.model = model.eval()
         self.name = name
         self.item_ids = list(item_ids)
         self.index = {raw: i for i, raw in enumerate(self.item_ids) if i > 0}  # row 0 is padding
+        if keeps_banks(model) and user_ids is None:
+            raise ValueError(f"model {name!r} keeps per-user banks keyed by training user index: give the data set's user_ids")
+        self.users = {raw: i for i, raw in enumerate(user_ids)} if keeps_banks(model) else {}  # raw user id -> bank key
         self.max_len = max_len
         with torch.inference_mode():
             table = model.item_embeddings().detach().clone()  # (N + 1, d), frozen while serving
@@ -63,8 +77,8 @@ class ServedModel:
     @classmethod
     def load(cls, path: str | Path) -> "ServedModel":
         ckpt = load_checkpoint(path)  # weights_only: no arbitrary objects unpickled
-        return cls(ckpt.model, ckpt.item_ids, ckpt.model.max_len, ckpt.config.model)
-
+        users = training_users(ckpt) if keeps_banks(ckpt.model) else None
+        return cls(ckpt.model, ckpt.item_ids, ckpt.model.max_len, ckpt.config.model, users)
 
     @property
     def has_memory(self) -> bool:
@@ -97,10 +111,11 @@ class ServedModel:
 
     # -- ranking -----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def recommend(self, history: list[Event], memory: UserMemory | None, k: int) -> Recommendation:
-        """Top ``k`` items over the whole catalogue, the user's history excluded."""
+    def recommend(self, history: list[Event], memory: UserMemory | None, k: int, user: str | None = None) -> Recommendation:
+        """Top ``k`` items over the whole catalogue, the user's history excluded; ``user`` picks the
+        user's training bank for RAMRec (None or an id the data set does not have: no bank)."""
         seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
-        batch = make_eval_batch(np.array([-1]), [seen], np.array([0]), self.max_len)
+        batch = make_eval_batch(np.array([self.users.get(user, -1)]), [seen], np.array([0]), self.max_len)
         routing = None
         if isinstance(self.model, UR4RecMoE):
             state = None
@@ -120,6 +135,28 @@ class ServedModel:
         items = [self.item_ids[i] for i in top.indices[keep].tolist()]
         return Recommendation(items, [round(float(s), 6) for s in top.values[keep].tolist()], routing,
                               memory_stats(memory, self.cell) if self.has_memory else None)
+
+
+def keeps_banks(model) -> bool:
+    """Whether ``model`` ranks with per-user banks written in training (RAMRec with its memory on)."""
+    return isinstance(model, RAMRec) and model.config.use_memory and model.config.bank_at_eval and model.bank.num_slots > 0
+
+
+def training_users(ckpt: Checkpoint) -> list[str]:
+    """The raw user ids of the data set a checkpoint was trained on, by user index (the keys of
+    RAMRec's banks), read from that data set (never downloaded here)."""
+    try:
+        ds = load_dataset(replace(ckpt.config.data, download=False))
+    except MemrecError as e:
+        raise CheckpointError(
+            f"this {ckpt.config.model} checkpoint keeps per-user memory banks keyed by its training users, so serving it "
+            f"needs the user ids of its data set {ckpt.config.data.dataset!r}, which could not be read ({e}); "
+            f"point MEMREC_DATA_DIR at the data") from None
+    ckpt.check_dataset(ds)
+    banked = ckpt.model.bank.slot_of_user[len(ds.user_ids):]
+    if (banked >= 0).any():
+        raise CheckpointError(f"the checkpoint has banks for user indices beyond the {len(ds.user_ids)} users of data set {ds.name!r}")
+    return list(ds.user_ids)
 
 
 def memory_stats(memory: UserMemory | None, cell=None) -> dict:

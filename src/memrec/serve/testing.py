@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks of the service: shared-store servers, tiny checkpoints, service processes.
+"""Helpers for tests and benchmarks of the service: shared-store servers, tiny checkpoints, service
+processes, and schema-driven fuzzing (:func:`fuzz`, schemathesis against the service's OpenAPI spec).
 
 Redis and PostgreSQL are found at ``$MEMREC_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``)
 and ``$MEMREC_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``);
@@ -7,7 +8,9 @@ unless ``MEMREC_TEST_NO_SERVERS=1`` declares a machine without them (then the te
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,8 +18,11 @@ import tempfile
 import time
 import types
 import uuid
+from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_URLS = {"redis": "redis://127.0.0.1:6379/0", "postgres": "postgresql://postgres@127.0.0.1:5432/postgres"}
 ENV = {"redis": "MEMREC_TEST_REDIS_URL", "postgres": "MEMREC_TEST_POSTGRES_URL"}
@@ -191,3 +197,51 @@ class ServiceProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# ----------------------------------------------------------------------------- fuzzing
+# positive_data_acceptance is left out: a schema-valid event that names an item outside the
+# checkpoint's catalogue is refused (422), which no JSON schema of a model-sized catalogue expresses.
+FUZZ_CHECKS = ["--checks", "all", "--exclude-checks", "positive_data_acceptance"]
+
+
+@dataclass
+class FuzzRun:
+    """What one schemathesis run did: its exit code (0: every check passed), its report, and every
+    response as (method, route of the spec or 'unmatched', status, body)."""
+
+    returncode: int
+    output: str
+    responses: list[tuple[str, str, int, str]]
+
+    def counts(self) -> Counter:
+        """(method, route, status) -> number of responses."""
+        return Counter((m, r, s) for m, r, s, _ in self.responses)
+
+
+def fuzz(url: str, folder: str | Path, token: str | None = None, max_examples: int = 30, seed: int = 0,
+         timeout: float = 600.0) -> FuzzRun:
+    """Run schemathesis (``st run``, one worker, every check but positive_data_acceptance) with a fixed
+    ``seed`` against the service at ``url``, over every operation of its ``/openapi.json`` and every
+    method, positive and negative data, at most ``max_examples`` cases per operation and phase; its
+    reports go to ``folder``. Needs schemathesis (the dev extra)."""
+    import httpx
+
+    folder = Path(folder).resolve()
+    cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json", *FUZZ_CHECKS, "--workers", "1",
+           "--max-examples", str(max_examples), "--seed", str(seed), "--generation-database", "none", "--no-color",
+           "--report", "har", "--report-har-path", str(folder / "fuzz.har.json")]
+    if token:
+        cmd += ["--header", f"Authorization: Bearer {token}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=folder,  # its own files go there too
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    routes = [(path, re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"))
+              for path in httpx.get(f"{url}/openapi.json", timeout=10.0).json()["paths"]]
+    har = folder / "fuzz.har.json"
+    entries = json.loads(har.read_text())["log"]["entries"] if har.exists() else []
+    responses = []
+    for e in entries:
+        path = urlsplit(e["request"]["url"]).path
+        route = next((name for name, pattern in routes if pattern.match(path)), "unmatched")
+        responses.append((e["request"]["method"], route, e["response"]["status"], e["response"]["content"].get("text", "")))
+    return FuzzRun(done.returncode, done.stdout + done.stderr, responses)

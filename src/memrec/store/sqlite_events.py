@@ -5,12 +5,22 @@ An event and the memory update it causes commit in one ``BEGIN IMMEDIATE`` trans
 
     events(seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT, item TEXT, ts REAL, key TEXT, recorded_at REAL)
     UNIQUE (user, key) WHERE key IS NOT NULL             -- idempotency keys, per user
+
+**Group commit.** Calls of :meth:`~SQLiteStateStore.record` from several threads of one process
+share transactions: a call queues itself, and whichever call holds the writer lock takes every call
+queued so far and runs them one after the other, each in its own savepoint, in one transaction with
+one fsync. Each call returns only after that transaction has committed, so nothing is acknowledged
+before it is durable; a call whose ``apply`` fails is rolled back to its savepoint and raises, and
+the others of its group commit; a failed commit fails every call of the group. One call alone is
+one transaction, as before; under a burst, the calls queued behind a commit share the next one.
+``recorded_at`` is the time its group's transaction began.
 """
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from memrec.memory.user_memory import UserMemory
@@ -48,6 +58,8 @@ class SQLiteStateStore(SQLiteStore, EventLog):
         # Writers of this process queue here, not in SQLite's busy handler, which sleeps 1-100 ms between
         # tries and can dominate the tail latency under load. Other processes still queue there.
         self._writer = threading.Lock()
+        self._queue: list[_Call] = []  # record() calls waiting for the next group commit
+        self._queue_lock = threading.Lock()
         with self._transaction() as conn:
             for statement in _EVENTS_SCHEMA:
                 conn.execute(statement)
@@ -56,24 +68,56 @@ class SQLiteStateStore(SQLiteStore, EventLog):
         return f"SQLiteStateStore({str(self.path)!r}, model_version={self.model_version!r})"
 
     def record(self, user: str, events: list[Event], apply: Apply) -> list[bool]:
-        keys = [e.key for e in events if e.key is not None]
+        call = _Call(user, events, apply)
+        with self._queue_lock:
+            self._queue.append(call)
+        with self._writer:  # the holder commits every queued call: ours, unless an earlier holder already did
+            if not call.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if call.error is not None:
+            raise call.error
+        return call.flags
+
+    def _commit(self, group: list[_Call]) -> None:
+        """Run the calls of ``group`` in one transaction, each in a savepoint; mark them all done."""
         now = time.time()
-        with self._writer, self._transaction() as conn:
-            known = set()
-            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                known.update(k for (k,) in conn.execute(f"SELECT key FROM events WHERE user = ? AND key IN ({marks})", (user, *chunk)))
-            new, flags = new_events(events, known)
-            if not new:
-                return flags
-            row = self._load(user)
-            memory = apply(None if row is None else self._decode(user, row), new)
-            conn.executemany("INSERT INTO events (user, item, ts, key, recorded_at) VALUES (?, ?, ?, ?, ?)",
-                             [(user, e.item, float(e.timestamp), e.key, now) for e in new])
-            if memory is not None:
-                version, data = self._encode(user, memory)
-                conn.execute(_UPSERT, (user, version, data, now))
+        try:
+            with self._transaction() as conn:
+                for call in group:
+                    conn.execute("SAVEPOINT call")
+                    try:
+                        call.flags = self._append(conn, call, now)
+                    except BaseException as e:  # this call's writes only are undone
+                        conn.execute("ROLLBACK TO call")
+                        call.error = e
+                    conn.execute("RELEASE call")
+        except BaseException as e:  # BEGIN or COMMIT failed: no call of the group is durable
+            for call in group:
+                call.flags, call.error = None, call.error or e
+        finally:
+            for call in group:
+                call.done = True
+
+    def _append(self, conn: sqlite3.Connection, call: _Call, now: float) -> list[bool]:
+        user, events = call.user, call.events
+        keys = [e.key for e in events if e.key is not None]
+        known = set()
+        for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(k for (k,) in conn.execute(f"SELECT key FROM events WHERE user = ? AND key IN ({marks})", (user, *chunk)))
+        new, flags = new_events(events, known)
+        if not new:
+            return flags
+        row = self._load(user)
+        memory = call.apply(None if row is None else self._decode(user, row), new)
+        conn.executemany("INSERT INTO events (user, item, ts, key, recorded_at) VALUES (?, ?, ?, ?, ?)",
+                         [(user, e.item, float(e.timestamp), e.key, now) for e in new])
+        if memory is not None:
+            version, data = self._encode(user, memory)
+            conn.execute(_UPSERT, (user, version, data, now))
         return flags
 
     def snapshot(self, user: str) -> tuple[list[Event], UserMemory | None]:
@@ -91,6 +135,18 @@ class SQLiteStateStore(SQLiteStore, EventLog):
             self._conn().execute("SELECT 1").fetchone()
         except sqlite3.Error as e:
             raise StoreError(f"{self!r} cannot be read: {e}") from None
+
+
+@dataclass
+class _Call:
+    """One record() call waiting for, or done by, a group commit."""
+
+    user: str
+    events: list[Event]
+    apply: Apply
+    flags: list[bool] | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 def stored_version(path: str | Path) -> str | None:
