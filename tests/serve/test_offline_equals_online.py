@@ -102,11 +102,16 @@ def test_ramrec_serves_a_user_the_data_set_lacks_without_any_bank(stranger, ramr
     assert_same_ranking(online(client, stranger, raw["bob"]), offline(checkpoint, raw["bob"]))  # bob's history, not bob's bank
 
 
-def test_a_ramrec_checkpoint_with_banks_needs_its_data_set(ramrec, tmp_path):
-    checkpoint, _, _ = ramrec
+def test_a_ramrec_checkpoint_carries_its_users_and_an_older_one_needs_its_data_set(ramrec, tmp_path):
+    checkpoint, raw, ds = ramrec
     moved = tmp_path / "moved.pt"
     ckpt = torch.load(checkpoint, weights_only=True)
+    assert ckpt["user_ids"] == list(ds.user_ids)
     ckpt["config"]["data"]["dataset"] = str(tmp_path / "gone.json")
+    torch.save(ckpt, moved)  # the data set is gone: the checkpoint's own user ids key the banks
+    client = TestClient(create_app(ServeConfig(checkpoint=str(moved), store=str(tmp_path / "state.db"))))
+    assert_same_ranking(online(client, "bob"), offline(checkpoint, [], ds.user_index("bob")))
+    del ckpt["user_ids"]  # as written before checkpoints carried user ids
     torch.save(ckpt, moved)
     with pytest.raises(CheckpointError, match="keeps per-user memory banks keyed by its training users.*MEMREC_DATA_DIR"):
-        create_app(ServeConfig(checkpoint=str(moved), store=str(tmp_path / "state.db")))
+        create_app(ServeConfig(checkpoint=str(moved), store=str(tmp_path / "state.db2")))

@@ -51,7 +51,7 @@ class ServedModel:
         >>> from memrec.models import build_model
         >>> from memrec.train.checkpoint import save_checkpoint
         >>> path = tempfile.mkdtemp() + "/m.pt"
-        >>> ds = types.SimpleNamespace(item_ids=["[PAD]", "a", "b", "c"], fingerprint=lambda: "x")
+        >>> ds = types.SimpleNamespace(item_ids=["[PAD]", "a", "b", "c"], user_ids=[], fingerprint=lambda: "x")
         >>> save_checkpoint(path, build_model("gru4rec", 3, 5), RunConfig.from_dict({"model": "gru4rec"}), ds)
         >>> served = ServedModel.load(path)
         >>> len(served.recommend([Event("a", 1.0)], None, k=5).items)  # 'a' is excluded
@@ -144,19 +144,22 @@ def keeps_banks(model) -> bool:
 
 def training_users(ckpt: Checkpoint) -> list[str]:
     """The raw user ids of the data set a checkpoint was trained on, by user index (the keys of
-    RAMRec's banks), read from that data set (never downloaded here)."""
-    try:
-        ds = load_dataset(replace(ckpt.config.data, download=False))
-    except MemrecError as e:
-        raise CheckpointError(
-            f"this {ckpt.config.model} checkpoint keeps per-user memory banks keyed by its training users, so serving it "
-            f"needs the user ids of its data set {ckpt.config.data.dataset!r}, which could not be read ({e}); "
-            f"point MEMREC_DATA_DIR at the data") from None
-    ckpt.check_dataset(ds)
-    banked = ckpt.model.bank.slot_of_user[len(ds.user_ids):]
-    if (banked >= 0).any():
-        raise CheckpointError(f"the checkpoint has banks for user indices beyond the {len(ds.user_ids)} users of data set {ds.name!r}")
-    return list(ds.user_ids)
+    RAMRec's banks): saved in the checkpoint, or, for older checkpoints, read from that data set
+    (never downloaded here)."""
+    users = ckpt.user_ids
+    if users is None:
+        try:
+            ds = load_dataset(replace(ckpt.config.data, download=False))
+        except MemrecError as e:
+            raise CheckpointError(
+                f"this {ckpt.config.model} checkpoint keeps per-user memory banks keyed by its training users and predates "
+                f"checkpoints that carry their user ids, so serving it needs its data set {ckpt.config.data.dataset!r}, "
+                f"which could not be read ({e}); point MEMREC_DATA_DIR at the data") from None
+        ckpt.check_dataset(ds)
+        users = list(ds.user_ids)
+    if (ckpt.model.bank.slot_of_user[len(users):] >= 0).any():
+        raise CheckpointError(f"the checkpoint has banks for user indices beyond its {len(users)} training users")
+    return users
 
 
 def memory_stats(memory: UserMemory | None, cell=None) -> dict:

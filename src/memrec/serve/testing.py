@@ -124,7 +124,7 @@ def tiny_checkpoint(path: str | Path, model: str, item_ids: list[str], max_len: 
     config = RunConfig.from_dict({"model": model, "data": {"max_len": max_len}, "model_config": {**TINY[model], **overrides}})
     torch.manual_seed(seed)
     net = build_model(model, len(item_ids) - 1, max_len, config.model_config)
-    catalogue = types.SimpleNamespace(item_ids=list(item_ids), fingerprint=lambda: f"tiny-{len(item_ids)}")
+    catalogue = types.SimpleNamespace(item_ids=list(item_ids), user_ids=[], fingerprint=lambda: f"tiny-{len(item_ids)}")
     save_checkpoint(path, net, config, catalogue)
     return Path(path)
 

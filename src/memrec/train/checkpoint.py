@@ -1,4 +1,5 @@
-"""Checkpoints: weights, run config and the item vocabulary, loaded without unpickling objects."""
+"""Checkpoints: weights, run config, the item vocabulary and the training users' ids, loaded without
+unpickling objects. Checkpoints written before user ids were saved load with ``user_ids=None``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class Checkpoint:
     config: RunConfig
     item_ids: list[str]
     fingerprint: str
+    user_ids: list[str] | None = None  # raw ids of the training users, by user index
 
     def check_dataset(self, ds: SequenceDataset) -> None:
         if ds.fingerprint() != self.fingerprint:
@@ -44,6 +46,7 @@ def save_checkpoint(path: str | Path, model: SequentialRecommender, config: RunC
         "state_dict": model.state_dict(),
         "item_ids": list(ds.item_ids),
         "fingerprint": ds.fingerprint(),
+        "user_ids": list(ds.user_ids),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -70,4 +73,4 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     model = build_model(config.model, payload["num_items"], payload["max_len"], config.model_config)
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    return Checkpoint(model, config, payload["item_ids"], payload["fingerprint"])
+    return Checkpoint(model, config, payload["item_ids"], payload["fingerprint"], payload.get("user_ids"))
