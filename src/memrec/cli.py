@@ -206,6 +206,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset-memories", action="store_true", help="forget memories written by another model (event logs are kept)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
     p.add_argument("--log-level", default="warning")
+
+    from memrec.assist.cli import add_arguments as add_assist_arguments
+
+    add_assist_arguments(sub.add_parser("assist", help="MR.Rec assistant: build-memory, ask, evaluate, train-rl, serve-llm"))
     return parser
 
 
@@ -215,12 +219,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recom
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "assist"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    bad = [e for e in extra if not (e.startswith("--") and "=" in e)]
+    bad = [e for e in extra if not (e.startswith("--") and "=" in e)] if args.command == "train" else []
     if bad:
         parser.error(f"unrecognized arguments {bad}: config overrides look like --train.lr=0.001")
     try:
+        if args.command == "assist":
+            from memrec.assist.cli import run as run_assist
+
+            return run_assist(args, extra)
         if args.command == "datasets":
             cmd_datasets(args)
         else:

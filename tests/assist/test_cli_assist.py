@@ -1,0 +1,39 @@
+"""`memrec assist build-memory -> ask -> evaluate` end to end on a small real slice."""
+from __future__ import annotations
+
+import json
+
+from memrec.cli import main
+
+
+def test_build_ask_evaluate(small_scientific, shared_data, tmp_path, capsys):
+    memory = tmp_path / "memory"
+    assert main(["assist", "build-memory", "--dataset", str(small_scientific), "--output", str(memory),
+                 "--queries", "12", "--train-queries", "30"]) == 0
+    assert "12 users" in capsys.readouterr().out
+    user = json.loads((memory / "queries.jsonl").read_text().splitlines()[0])["user"]
+
+    assert main(["assist", "ask", "--memory", str(memory), "--user", user, "strong glue for wood", "-k", "5", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["user"] == user and len(answer["items"]) == 5
+    assert all(m["user"] == user for m in answer["memories"]) and len(answer["memories"]) <= 3
+    assert set(answer["timings"]) == {"memory", "llm", "items"}
+
+    out = tmp_path / "eval.json"
+    assert main(["assist", "evaluate", "--memory", str(memory), "--tallrec", str(shared_data / "tallrec-movie" / "test.json"),
+                 "--tallrec-limit", "40", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "SYNTHETIC" in table and "| hierarchical |" in table and "TALLRec" in table
+    result = json.loads(out.read_text())
+    assert set(result["scientific"]["settings"]) == {"none", "naive", "static", "hierarchical"}
+    assert result["scientific"]["queries"] == 12 and result["tallrec"]["examples"] == 40
+
+
+def test_unknown_user_and_bad_arguments_are_clear_errors(small_scientific, tmp_path, capsys):
+    memory = tmp_path / "memory"
+    assert main(["assist", "build-memory", "--dataset", str(small_scientific), "--output", str(memory), "--queries", "3", "--train-queries", "5"]) == 0
+    capsys.readouterr()
+    assert main(["assist", "ask", "--memory", str(memory), "--user", "nobody", "glue"]) == 2
+    assert "no local memory for user 'nobody'" in capsys.readouterr().err
+    assert main(["assist", "ask", "--memory", str(tmp_path), "--user", "u", "glue"]) == 2
+    assert "queries.jsonl" in capsys.readouterr().err
