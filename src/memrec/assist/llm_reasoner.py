@@ -1,0 +1,316 @@
+"""MR.Rec's five language tasks done by an LLM through versioned prompt files, parsed strictly.
+
+Each task has one prompt file in ``memrec/assist/prompts/`` (``patterns``, ``profile``, ``aspects``,
+``select_aspects``, ``ideal_profile``). A file starts with ``version: TASK/N`` and has a ``### system``
+and a ``### user`` section; ``$name`` placeholders are filled with :class:`string.Template` (write
+``$$`` for a dollar sign). Changing a prompt means raising its version: answers and results name it.
+
+Parsing is strict and never raises on bad LLM text. The ideal-profile answer must contain a JSON object
+(the first ``{...}`` that decodes) with a non-empty string ``ideal_item_profile`` and a list
+``useful_memory_ids`` of ids that were offered in the prompt. Anything else is *malformed*: the answer
+falls back to the request itself as the profile (``well_formed=False``) and the failure is counted in
+``reasoner.malformed[task]`` (with the reason in ``reasoner.reasons``); ``reasoner.calls[task]`` counts
+every LLM call, so ``calls[t] - malformed[t]`` answers were used as written. List answers (aspects) are
+read as a JSON list or one item per line, deduplicated.
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from memrec.assist.types import MemoryChunk, ProfileAnswer, TextGenerator
+from memrec.errors import MemrecError
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+TASKS = ("patterns", "profile", "aspects", "select_aspects", "ideal_profile")
+
+
+class PromptError(MemrecError, ValueError):
+    """A prompt file is missing, malformed, or rendered without a value it needs."""
+
+
+class MalformedAnswerError(MemrecError, ValueError):
+    """An LLM answer does not have the required format (raised by the parsers, caught by the reasoner)."""
+
+
+# ----------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class Prompt:
+    """One task's prompt: versioned chat-message templates (a system message, then user turns and
+    optional example assistant turns, ending with the user turn to answer).
+
+    Example:
+        >>> p = Prompt("echo", "echo/1", (("system", "Be brief."), ("user", "Say $word.")))
+        >>> p.render(word="hi")
+        [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Say hi.'}]
+    """
+
+    task: str
+    version: str
+    messages: tuple[tuple[str, str], ...]
+
+    def render(self, **values: str) -> list[dict[str, str]]:
+        """The chat messages with every ``$name`` filled; a missing value is a :class:`PromptError`."""
+        try:
+            return [{"role": role, "content": string.Template(text).substitute(values)} for role, text in self.messages]
+        except (KeyError, ValueError) as e:
+            raise PromptError(f"prompt {self.version}: no value for placeholder {e} (given: {sorted(values)})") from None
+
+
+def parse_prompt(text: str, task: str, where: str = "<text>") -> Prompt:
+    """A prompt file's text -> :class:`Prompt`: ``version: TASK/N``, then ``### system``, ``### user`` and
+    ``### assistant`` sections (one system section first, the last section a user turn).
+
+    Example:
+        >>> parse_prompt("version: t/2\\n### system\\nS\\n### user\\nU $x\\n", "t").version
+        't/2'
+    """
+    lines = text.splitlines()
+    if not lines or not re.fullmatch(rf"version: {re.escape(task)}/\d+", lines[0].strip()):
+        raise PromptError(f"{where}: expected the first line 'version: {task}/N', got {lines[0] if lines else ''!r}")
+    sections: list[tuple[str, list[str]]] = []
+    for line in lines[1:]:
+        header = re.fullmatch(r"### (system|user|assistant)\s*", line)
+        if header:
+            sections.append((header.group(1), []))
+        elif sections:
+            sections[-1][1].append(line)
+    roles = [role for role, _ in sections]
+    if len(roles) < 2 or roles[0] != "system" or "system" in roles[1:] or roles[-1] != "user":
+        raise PromptError(f"{where}: expected a '### system' section, then '### user' (and '### assistant' example) "
+                          f"sections ending with a user turn, got {roles}")
+    return Prompt(task, lines[0].split(":", 1)[1].strip(), tuple((role, "\n".join(body).strip()) for role, body in sections))
+
+
+@lru_cache(maxsize=None)
+def load_prompt(task: str, folder: str | None = None) -> Prompt:
+    """The prompt of ``task`` from ``folder`` (default: the packaged prompts).
+
+    Example:
+        >>> load_prompt("ideal_profile").version
+        'ideal_profile/1'
+    """
+    path = Path(folder or PROMPTS_DIR) / f"{task}.txt"
+    if not path.exists():
+        raise PromptError(f"no prompt file for task {task!r} at {path} (tasks: {', '.join(TASKS)})")
+    return parse_prompt(path.read_text(encoding="utf-8"), task, str(path))
+
+
+def prompt_versions(folder: str | None = None) -> dict[str, str]:
+    """Task -> prompt version, for run records.
+
+    Example:
+        >>> prompt_versions()["select_aspects"]
+        'select_aspects/1'
+    """
+    return {task: load_prompt(task, folder).version for task in TASKS}
+
+
+def bullets(items, limit: int = 20, width: int = 400) -> str:
+    """Items as ``- item`` lines, at most ``limit`` of them, each cut to ``width`` characters."""
+    items = list(items)[:limit]
+    return "\n".join(f"- {str(i)[:width]}" for i in items) if items else "- (none)"
+
+
+def ideal_profile_messages(request: str, aspects: list[str], memories: list[MemoryChunk], folder: str | None = None) -> list[dict[str, str]]:
+    """The chat messages that ask for the ideal item profile (the prompt GRPO trains on).
+
+    Example:
+        >>> m = ideal_profile_messages("a glass beaker", ["material"], [MemoryChunk("u1/record/0", "u1", "record", "Lab", "Pyrex beaker")])
+        >>> "- u1/record/0: Pyrex beaker" in m[-1]["content"], '"u1/record/0"' in m[-1]["content"]
+        (True, True)
+    """
+    memory_lines = "\n".join(f"- {m.id}: {m.text[:400]}" for m in memories) or "- (none)"
+    ids = ", ".join(json.dumps(m.id) for m in memories) or "(none: cite [])"
+    return load_prompt("ideal_profile", folder).render(request=request, aspects=", ".join(aspects) or "(none)",
+                                                       memories=memory_lines, memory_ids=ids)
+
+
+# ----------------------------------------------------------------------------- parsing
+def first_json(text: str, kind: type = dict):
+    """The first JSON value of type ``kind`` (dict or list) embedded in ``text``; None if there is none.
+
+    Example:
+        >>> first_json('Sure! {"a": [1, "}"]} and {"b": 2}')
+        {'a': [1, '}']}
+        >>> first_json("no json here") is None
+        True
+    """
+    opener = "{" if kind is dict else "["
+    decoder = json.JSONDecoder()
+    start = text.find(opener)
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+            if isinstance(value, kind):
+                return value
+        except json.JSONDecodeError:
+            pass
+        start = text.find(opener, start + 1)
+    return None
+
+
+def parse_ideal_profile(text: str, known_ids) -> ProfileAnswer:
+    """A strict reading of an ideal-profile answer; :class:`MalformedAnswerError` says what is wrong.
+
+    Example:
+        >>> parse_ideal_profile('{"ideal_item_profile": "Pyrex beaker", "useful_memory_ids": ["m1"]}', {"m1"}).useful_memory_ids
+        ['m1']
+        >>> try:
+        ...     parse_ideal_profile('{"ideal_item_profile": "x", "useful_memory_ids": ["m9"]}', {"m1"})
+        ... except MalformedAnswerError as e:
+        ...     print(e)
+        useful_memory_ids cites ids that were not offered: ['m9']
+    """
+    obj = first_json(text, dict)
+    if obj is None:
+        raise MalformedAnswerError("no JSON object in the answer")
+    profile, ids = obj.get("ideal_item_profile"), obj.get("useful_memory_ids")
+    if not isinstance(profile, str) or not profile.strip():
+        raise MalformedAnswerError("ideal_item_profile is missing or not a non-empty string")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise MalformedAnswerError("useful_memory_ids is missing or not a list of string ids")
+    unknown = [i for i in ids if i not in known_ids]
+    if unknown:
+        raise MalformedAnswerError(f"useful_memory_ids cites ids that were not offered: {unknown[:5]}")
+    return ProfileAnswer(profile.strip(), list(dict.fromkeys(ids)), text, True)
+
+
+_BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)]|\(\d+\))\s*")
+
+
+def parse_list(text: str) -> list[str]:
+    """A list answer: the first JSON list of strings, else one item per line; cleaned and deduplicated.
+
+    Example:
+        >>> parse_list('Here: ["Material", "size", "material"]')
+        ['Material', 'size']
+        >>> parse_list("Aspects:\\n1. grit size\\n- backing\\n\\n* Grit size")
+        ['grit size', 'backing']
+        >>> parse_list('{\\n "items": [\\n "name": "roll"')
+        []
+    """
+    value = first_json(text, list)
+    if value is not None and value and all(isinstance(v, str) for v in value):
+        items = value
+    elif value is not None and not value:
+        items = []
+    else:  # one per line; lines with JSON punctuation or ending in ':' are fragments or headers, not items
+        items = [_BULLET.sub("", line) for line in text.splitlines()
+                 if not re.search(r'[{}\[\]"]', line) and not line.rstrip().endswith(":")]
+    seen, out = set(), []
+    for item in items:
+        item = item.strip().strip("\"'`,.;").strip()
+        key = item.lower()
+        if item and len(item) <= 80 and key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def clean_text(text: str) -> str:
+    """A free-text answer without surrounding whitespace or quotes."""
+    return text.strip().strip("\"'`").strip()
+
+
+# ----------------------------------------------------------------------------- the reasoner
+class LLMReasoner:
+    """The :class:`~memrec.assist.types.Reasoner` of an LLM: prompt files in, strictly parsed answers out.
+
+    Example:
+        >>> class Fixed:  # any TextGenerator; here one that always gives the same text
+        ...     name = "fixed"
+        ...     def generate(self, conversations, max_new_tokens=256, temperature=0.0):
+        ...         return ['Sure: {"ideal_item_profile": "a Pyrex beaker", "useful_memory_ids": ["m1", "m7"]}']
+        >>> r = LLMReasoner(Fixed())
+        >>> m1 = MemoryChunk("m1", "u1", "record", "Lab", "glassware")
+        >>> r.ideal_item_profile("a beaker", [], [m1]).well_formed, r.malformed["ideal_profile"]
+        (False, 1)
+    """
+
+    def __init__(self, generator: TextGenerator, max_new_tokens: int = 256, temperature: float = 0.0,
+                 prompts_dir: str | None = None, max_items: int = 20):
+        self.generator = generator
+        self.name = f"llm:{generator.name}"
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.prompts_dir = prompts_dir
+        self.max_items = max_items  # records / requests / items shown in one prompt
+        self.calls: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+        self.reasons: Counter[tuple[str, str]] = Counter()
+        self.versions = prompt_versions(prompts_dir)
+
+    # -- plumbing
+    def _ask(self, task: str, conversations: list[list[dict[str, str]]]) -> list[str]:
+        self.calls[task] += len(conversations)
+        return self.generator.generate(conversations, max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+
+    def _render(self, task: str, **values: str) -> list[dict[str, str]]:
+        return load_prompt(task, self.prompts_dir).render(**values)
+
+    def _bad(self, task: str, reason: str) -> None:
+        self.malformed[task] += 1
+        self.reasons[(task, reason)] += 1
+
+    def malformed_rate(self, task: str) -> float:
+        """Malformed answers / LLM calls for ``task`` (0.0 before any call)."""
+        return self.malformed[task] / self.calls[task] if self.calls[task] else 0.0
+
+    # -- the five tasks
+    def summarize_patterns(self, category: str, records: list[str]) -> str:
+        text = clean_text(self._ask("patterns", [self._render("patterns", category=category, records=bullets(records, self.max_items))])[0])
+        if not text:
+            self._bad("patterns", "empty answer")
+            return f"{category}: " + "; ".join(r[:80] for r in records[:5])
+        return text
+
+    def integrate_profile(self, patterns: dict[str, str]) -> str:
+        lines = bullets((f"{c}: {p}" for c, p in patterns.items()), self.max_items)
+        text = clean_text(self._ask("profile", [self._render("profile", patterns=lines)])[0])
+        if not text:
+            self._bad("profile", "empty answer")
+            return " ".join(patterns.values())
+        return text
+
+    def extract_aspects(self, category: str, queries: list[str], positives: list[str], negatives: list[str]) -> list[str]:
+        conversation = self._render("aspects", category=category, queries=bullets(queries, self.max_items),
+                                    positives=bullets(positives, self.max_items), negatives=bullets(negatives, self.max_items))
+        aspects = parse_list(self._ask("aspects", [conversation])[0])
+        if not aspects:
+            self._bad("aspects", "no aspects in the answer")
+        return aspects
+
+    def select_aspects(self, request: str, aspects: list[str]) -> list[str]:
+        if not aspects:
+            return []
+        text = self._ask("select_aspects", [self._render("select_aspects", request=request, aspects=bullets(aspects, len(aspects)))])[0]
+        chosen = {a.lower() for a in parse_list(text)}
+        selected = [a for a in aspects if a.lower() in chosen]
+        if not selected and first_json(text, list) != []:
+            self._bad("select_aspects", "no offered aspect in the answer")
+            return list(aspects)  # fall back to every aspect of the scenario
+        return selected
+
+    def ideal_item_profile(self, request: str, aspects: list[str], memories: list[MemoryChunk]) -> ProfileAnswer:
+        return self.ideal_item_profiles([request], [aspects], [memories])[0]
+
+    def ideal_item_profiles(self, requests: list[str], aspects: list[list[str]], memories: list[list[MemoryChunk]]) -> list[ProfileAnswer]:
+        """:meth:`ideal_item_profile` for many requests in one batched generation."""
+        conversations = [ideal_profile_messages(r, a, m, self.prompts_dir) for r, a, m in zip(requests, aspects, memories)]
+        answers = []
+        for request, mems, text in zip(requests, memories, self._ask("ideal_profile", conversations)):
+            try:
+                answers.append(parse_ideal_profile(text, {m.id for m in mems}))
+            except MalformedAnswerError as e:
+                self._bad("ideal_profile", str(e).split(":")[0])
+                answers.append(ProfileAnswer(request, [], text, well_formed=False))
+        return answers
+
+    def __repr__(self) -> str:
+        return f"LLMReasoner({self.generator!r})"

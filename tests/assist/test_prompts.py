@@ -1,0 +1,126 @@
+"""Prompt files and the strict parsing of LLM answers: every malformed answer is handled and counted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memrec.assist.llm_reasoner import (
+    PROMPTS_DIR, TASKS, LLMReasoner, MalformedAnswerError, PromptError, ideal_profile_messages, load_prompt, parse_ideal_profile,
+    parse_list, parse_prompt,
+)
+from memrec.assist.types import MemoryChunk, ProfileAnswer
+
+MEMORIES = [MemoryChunk("u7/record/0", "u7", "record", "Lab", "Pyrex 1000 mL glass beaker, low form"),
+            MemoryChunk("u7/pattern/Lab", "u7", "pattern", "Lab", "prefers borosilicate glassware from Pyrex")]
+IDS = {m.id for m in MEMORIES}
+GOOD = json.dumps({"ideal_item_profile": "A 600 mL Pyrex borosilicate beaker", "useful_memory_ids": ["u7/record/0"]})
+
+
+class Scripted:
+    """A text generator that answers with fixed texts in turn: real parsing, hand-written LLM answers."""
+
+    name = "scripted"
+
+    def __init__(self, answers: list[str]):
+        self.answers = list(answers)
+        self.seen: list[list[dict[str, str]]] = []
+
+    def generate(self, conversations, max_new_tokens=256, temperature=0.0):
+        self.seen.extend(conversations)
+        return [self.answers.pop(0) for _ in conversations]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_prompt_file_is_versioned_and_renders(task):
+    text = (PROMPTS_DIR / f"{task}.txt").read_text()
+    assert text.splitlines()[0] == f"version: {task}/1"
+    prompt = load_prompt(task)
+    names = {"category", "records", "patterns", "queries", "positives", "negatives", "request", "aspects", "memories", "memory_ids"}
+    messages = prompt.render(**{n: f"<{n}>" for n in names})
+    assert messages[0]["role"] == "system" and messages[-1]["role"] == "user" and messages[0]["content"]
+    assert all("$" not in m["content"] for m in messages)
+
+
+def test_ideal_profile_prompt_asks_for_the_json_and_names_the_citable_ids():
+    messages = ideal_profile_messages("a beaker for boiling water", ["material", "capacity"], MEMORIES)
+    assert messages[0]["role"] == "system" and messages[-1]["role"] == "user"
+    assert '"ideal_item_profile"' in messages[0]["content"] and '"useful_memory_ids"' in messages[0]["content"]
+    example = [m for m in messages if m["role"] == "assistant"]  # a worked example answer, well-formed
+    assert example and parse_ideal_profile(example[0]["content"], {"u9/record/0"}).well_formed
+    user = messages[-1]["content"]
+    assert "Request: a beaker for boiling water" in user and '"u7/record/0", "u7/pattern/Lab"' in user
+    assert "- u7/pattern/Lab: prefers borosilicate glassware" in user and "material, capacity" in user
+    assert "(none: cite [])" in ideal_profile_messages("a beaker", [], [])[-1]["content"]
+
+
+def test_bad_prompt_files_and_missing_values_are_clear_errors(tmp_path):
+    with pytest.raises(PromptError, match="first line 'version: t/N'"):
+        parse_prompt("### system\nS\n### user\nU", "t")
+    with pytest.raises(PromptError, match="expected a '### system' section, then '### user'"):
+        parse_prompt("version: t/1\n### user\nU", "t")
+    with pytest.raises(PromptError, match="no value for placeholder 'request'"):
+        load_prompt("select_aspects").render(aspects="- size")
+    with pytest.raises(PromptError, match="no prompt file for task 'ideal_profile'"):
+        load_prompt("ideal_profile", str(tmp_path))
+
+
+def test_a_well_formed_answer_is_accepted_even_inside_prose():
+    answer = parse_ideal_profile(f"Sure! Here it is:\n```json\n{GOOD}\n```\nHope this helps.", IDS)
+    assert answer == ProfileAnswer("A 600 mL Pyrex borosilicate beaker", ["u7/record/0"], answer.raw, True)
+    assert parse_ideal_profile('{"ideal_item_profile": "x", "useful_memory_ids": []}', set()).useful_memory_ids == []
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("A 600 mL beaker would be ideal.", "no JSON object"),
+    ('{"ideal_item_profile": "x", "useful_memory_ids": ["u7/record/9"]}', "not offered"),
+    ('{"ideal_item_profile": "x"}', "useful_memory_ids is missing"),
+    ('{"useful_memory_ids": []}', "ideal_item_profile is missing"),
+    ('{"ideal_item_profile": "  ", "useful_memory_ids": []}', "ideal_item_profile is missing"),
+    ('{"ideal_item_profile": {"type": "beaker"}, "useful_memory_ids": []}', "ideal_item_profile is missing"),
+    ('{"ideal_item_profile": "x", "useful_memory_ids": [3]}', "not a list of string ids"),
+    ('{"ideal_item_profile": "x", "useful_memory_ids": ["u7/record/0"', "no JSON object"),
+    ("", "no JSON object"),
+])
+def test_malformed_answers_are_rejected_with_the_reason(text, reason):
+    with pytest.raises(MalformedAnswerError, match=reason):
+        parse_ideal_profile(text, IDS)
+
+
+def test_the_reasoner_never_raises_and_counts_every_malformed_answer():
+    answers = [GOOD, "no json at all", '{"ideal_item_profile": "x", "useful_memory_ids": ["zz"]}', '{"ideal_item_profile": 5}',
+               f"Prose first. {GOOD} and prose after."]
+    reasoner = LLMReasoner(Scripted(answers))
+    out = [reasoner.ideal_item_profile("a beaker for boiling water", ["material"], MEMORIES) for _ in answers]
+    assert [a.well_formed for a in out] == [True, False, False, False, True]
+    for bad, raw in zip(out[1:4], answers[1:4]):
+        assert bad == ProfileAnswer("a beaker for boiling water", [], raw, well_formed=False)
+    assert reasoner.calls["ideal_profile"] == 5 and reasoner.malformed["ideal_profile"] == 3
+    assert reasoner.malformed_rate("ideal_profile") == pytest.approx(0.6)
+    assert sum(n for (task, _), n in reasoner.reasons.items() if task == "ideal_profile") == 3
+
+
+def test_list_answers_are_parsed_deduplicated_and_checked():
+    assert parse_list('["Material", "capacity", "material", ""]') == ["Material", "capacity"]
+    assert parse_list("The aspects are:\n1. Grit size\n2) backing\n- grit size\n* brand.") == ["Grit size", "backing", "brand"]
+    assert parse_list('{"aspects": [') == []
+    reasoner = LLMReasoner(Scripted(['["capacity", "colour"]', "I cannot tell.", "[]", "- material\n- Capacity"]))
+    aspects = ["material", "capacity", "brand"]
+    assert reasoner.select_aspects("a 1 L beaker", aspects) == ["capacity"]  # unknown 'colour' dropped
+    assert reasoner.select_aspects("a 1 L beaker", aspects) == aspects  # nothing usable: every aspect, counted
+    assert reasoner.select_aspects("a 1 L beaker", aspects) == []  # an explicit empty choice is an answer
+    assert reasoner.select_aspects("a 1 L beaker", aspects) == ["material", "capacity"]
+    assert reasoner.select_aspects("anything", []) == []  # no LLM call without candidates
+    assert reasoner.calls["select_aspects"] == 4 and reasoner.malformed["select_aspects"] == 1
+
+
+def test_free_text_tasks_fall_back_and_count_empty_answers():
+    reasoner = LLMReasoner(Scripted(['  "Prefers borosilicate glassware."  ', "", "", "grit size\nbacking", "  "]))
+    assert reasoner.summarize_patterns("Lab", ["Pyrex beaker", "Kimax flask"]) == "Prefers borosilicate glassware."
+    assert reasoner.summarize_patterns("Lab", ["Pyrex beaker", "Kimax flask"]) == "Lab: Pyrex beaker; Kimax flask"
+    assert reasoner.integrate_profile({"Lab": "glass", "Tools": "steel"}) == "glass steel"
+    assert reasoner.extract_aspects("Abrasives", ["fine sanding roll"], ["120 grit roll"], ["sponge"]) == ["grit size", "backing"]
+    assert reasoner.extract_aspects("Abrasives", ["q"], ["p"], ["n"]) == []
+    assert dict(reasoner.malformed) == {"patterns": 1, "profile": 1, "aspects": 1}
+    assert sum(reasoner.calls.values()) == 5
+    assert "- Kimax flask" in reasoner.generator.seen[0][1]["content"]
