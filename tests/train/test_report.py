@@ -32,6 +32,19 @@ def test_runs_that_differ_only_in_seed_are_averaged_and_labelled_by_what_differs
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
+def test_settings_another_model_lacks_do_not_label_its_runs(tmp_path):
+    runs = [write_run(tmp_path / f"m{s}", s, True, 0.1) for s in (1, 2)]
+    for seed in (1, 2):
+        folder = write_run(tmp_path / f"sas{seed}", seed, True, 0.2)
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["model"], config["model_config"] = "sasrec", {"hidden_size": 64}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        runs.append(folder)
+    rows = compare_runs(runs).splitlines()[1:]
+    assert [r.split()[0] for r in rows] == ["ur4rec-moe", "sasrec"]
+    assert "=" not in "".join(rows)  # use_memory and hidden_size each have one value where they exist
+
+
 def test_runs_of_one_seed_each_get_one_row_per_run(tmp_path):
     runs = [write_run(tmp_path / "a", 1, True, 0.1), write_run(tmp_path / "b", 1, False, 0.2)]
     table = compare_runs(runs)

@@ -124,11 +124,12 @@ def format_seed_table(groups: dict[str, list[tuple]], metrics=("hit@10", "ndcg@1
     """
     configs = [members[0][2] for members in groups.values()]
     keys = sorted({k for c in configs for k in c})
-    differing = [k for k in keys if k not in ("model", "data.dataset", *_NOT_SETTINGS) and len({json.dumps(c.get(k), default=str) for c in configs}) > 1]
+    differing = [k for k in keys if k not in ("model", "data.dataset", *_NOT_SETTINGS)  # among the runs that have the setting
+                 and len({json.dumps(c[k], default=str) for c in configs if k in c}) > 1]
     header = ["model", "dataset", "seeds", *(f"test {m}" for m in metrics)]
     cells = []
     for members, config in zip(groups.values(), configs):
-        tags = ", ".join(f"{k.rsplit('.', 1)[-1]}={config.get(k)}" for k in differing)
+        tags = ", ".join(f"{k.rsplit('.', 1)[-1]}={config[k]}" for k in differing if k in config)
         row = [f"{config['model']} ({tags})" if tags else str(config["model"]), str(config["data.dataset"]), str(len(members))]
         for m in metrics:
             values = np.array([r[1]["test"][m] for r in members], dtype=np.float64)
