@@ -159,3 +159,27 @@ def test_faiss_memories_give_the_same_outputs():
         moe(x, store_experience=True)
     q = x + 0.01 * torch.randn(30, 8)
     assert torch.allclose(exact.eval()(q)[0], faiss.eval()(q)[0], atol=1e-6)
+
+
+def test_episodes_recall_their_items_from_the_live_table_and_count_one_step():
+    moe = layer(num_experts=2).eval()
+    table = torch.randn(6, 4)
+    x = torch.randn(3, 8)
+    assert moe.store_episodes(x, torch.tensor([1, 4, 5]), 0.9, owners=torch.tensor([7, 7, 7]), upto=torch.tensor([1, 2, 3]), value_table=table) == 3
+    assert moe.steps == 1 and moe.get_memory_statistics()["episodic_count"] == 3
+    expert = moe.experts[int(moe.gate.proj(x[:1]).argmax())]
+    recall = expert.memory.retrieve(x[:1], k=1, threshold=0.99)
+    assert recall.items[0, 0] > 0 and torch.equal(recall.values[0, 0], table[recall.items[0, 0]])
+    changed = table.clone()
+    changed[recall.items[0, 0]] += 1.0  # reads resolve the value from the table they are given
+    assert not torch.allclose(expert.read(x[:1], recall, table), expert.read(x[:1], recall, changed))
+
+
+def test_episodes_give_clear_errors():
+    moe = layer()
+    with pytest.raises(MemoryInputError, match="2 rows but 1 items"):
+        moe.store_episodes(torch.randn(2, 8), torch.tensor([1]), value_table=torch.randn(5, 4))
+    with pytest.raises(MemoryInputError, match="value_table of shape"):
+        moe.store_episodes(torch.randn(1, 8), torch.tensor([1]))
+    with pytest.raises(MemoryInputError, match="items must be in 0..4"):
+        moe.store_episodes(torch.randn(1, 8), torch.tensor([5]), value_table=torch.randn(5, 4))

@@ -5,7 +5,8 @@ import torch
 
 from memrec.config import RunConfig
 from memrec.data.batching import TrainBatch, TrainBatches, make_eval_batch, training_windows
-from memrec.errors import ConfigError
+from memrec.errors import ConfigError, UnknownItemError
+from memrec.memory.expert_memory import MemoryInputError
 from memrec.models import MemoryMoEConfig, MemoryMoERec, build_model
 from memrec.train.checkpoint import load_checkpoint, save_checkpoint
 from memrec.train.evaluate import rank_evalset
@@ -133,3 +134,43 @@ def test_without_memory_nothing_is_stored_or_read():
     assert model.memory_statistics()["total_memories"] == 0 and model.memory_layers() == []
     with pytest.raises(ConfigError, match="memory_layers must be in 0..num_layers=1"):
         tiny(memory_layers=2)
+
+
+def test_few_shot_adapt_stores_each_transition_of_the_new_user_as_an_episodic_memory():
+    model = tiny().eval()
+    info = model.few_shot_adapt(torch.tensor([5, 6, 7, 8]), user=99)
+    assert info == {"num_examples": 3, "memories_stored": 3}
+    entries = sorted((int(t.items[i]), int(t.owner[i]), int(t.upto[i])) for m in memories(model) for t in [m.tiers["episodic"]] for i in range(len(t)))
+    assert entries == [(6, 99, 1), (7, 99, 2), (8, 99, 3)]  # item t + 1, its owner, its position; the last item recalls nothing
+    assert model.memory_statistics()["short_term_count"] == 0 and not model.training
+
+
+def test_few_shot_memories_change_the_new_users_ranking_and_are_undone_exactly(trained, ml100k_split):
+    history = ml100k_split.train[500][:6]
+    b = make_eval_batch(np.array([500]), [history], np.array([ml100k_split.train[500][6]]), MAX_LEN)
+    before, saved = trained.score_all(b), trained.memory_state()
+    trained.few_shot_adapt(history, user=500)
+    assert trained.memory_statistics()["episodic_count"] == 5
+    adapted = trained.score_all(b)
+    assert not torch.equal(adapted, before)  # the last position recalls the user's own transitions
+    trained.load_memory_state(saved)
+    assert torch.equal(trained.score_all(b), before) and trained.memory_statistics()["episodic_count"] == 0
+
+
+def test_few_shot_adapt_gives_clear_errors():
+    with pytest.raises(MemoryInputError, match="at least 2 interactions"):
+        tiny().few_shot_adapt(torch.tensor([5]))
+    with pytest.raises(MemoryInputError, match="no memory layers"):
+        tiny(use_memory=False).few_shot_adapt(torch.tensor([5, 6]))
+    with pytest.raises(UnknownItemError):
+        tiny().few_shot_adapt(torch.tensor([5, 600]))
+    with pytest.raises(MemoryInputError, match="holds 0 memory layers"):
+        tiny().load_memory_state([])
+
+
+def test_few_shot_adapt_keeps_the_last_max_len_transitions():
+    model = tiny()
+    items = torch.arange(1, MAX_LEN + 6)  # 25 items: 24 transitions, the last 20 are kept
+    assert model.few_shot_adapt(items, user=3)["memories_stored"] == MAX_LEN
+    upto = sorted(int(u) for m in memories(model) for u in m.tiers["episodic"].upto)
+    assert upto == list(range(5, MAX_LEN + 5))

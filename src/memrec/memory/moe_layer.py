@@ -313,6 +313,39 @@ class MemoryEnhancedMoE(nn.Module):
         self._step()
         return {"stored": len(x), "experts": sorted(stored)}
 
+    @torch.no_grad()
+    def store_episodes(self, x: torch.Tensor, items: torch.Tensor, importance: float = 0.95, owners: torch.Tensor | None = None,
+                       upto: torch.Tensor | None = None, value_table: torch.Tensor | None = None) -> int:
+        """Store rows x (n, d_in) as episodic memories that recall ``items`` (n,) int64: each in the
+        memory of the gate's top expert for it; one storing step. A recommender's few-shot path: the
+        stored value is ``value_table[item]`` and, as for memories stored in training, reads resolve
+        it from the live table. ``owners`` / ``upto`` (n,): see expert_memory *visibility*.
+
+        Example:
+            >>> moe = MemoryEnhancedMoE(input_dim=4, output_dim=4, num_experts=2, hidden_dim=8)
+            >>> moe.store_episodes(torch.randn(3, 4), torch.tensor([1, 2, 3]), value_table=torch.randn(5, 4))
+            3
+            >>> moe.get_memory_statistics()["episodic_count"]
+            3
+        """
+        x = self._check_input(x, "x").reshape(-1, self.input_dim)
+        items = torch.as_tensor(items, dtype=torch.int64).flatten()
+        if len(items) != len(x):
+            raise MemoryInputError(f"got {len(x)} rows but {len(items)} items")
+        if value_table is None or value_table.dim() != 2 or value_table.size(1) != self.output_dim:
+            raise MemoryInputError(f"store_episodes needs a value_table of shape (num_items, {self.output_dim})")
+        if len(items) and (items.min() < 0 or items.max() >= len(value_table)):
+            raise MemoryInputError(f"items must be in 0..{len(value_table) - 1}")
+        experts = self._choose_expert(x, None, None)
+        values = value_table.detach()[items]
+        for e in experts.unique().tolist():
+            rows = (experts == e).nonzero().flatten()
+            self.experts[e].memory.store(x[rows], values[rows], importance, "episodic", items[rows],
+                                         None if owners is None else torch.as_tensor(owners).flatten()[rows],
+                                         None if upto is None else torch.as_tensor(upto).flatten()[rows])
+        self._step()
+        return len(x)
+
     def few_shot_adapt(self, examples: list, importance: float = 0.95) -> dict:
         """Adapt from a few ``(x, y)`` examples without gradient steps: each is stored as an episodic
         memory of high importance whose value is its target, so similar inputs recall it."""

@@ -20,6 +20,7 @@ projections all learn through memory, and the next-item loss trains everything e
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ from torch import nn
 
 from memrec.data.batching import TrainBatch
 from memrec.errors import ConfigError
-from memrec.memory.expert_memory import ExpertMemoryConfig
+from memrec.memory.expert_memory import ExpertMemoryConfig, MemoryInputError
 from memrec.memory.moe_layer import MemoryContext, MemoryEnhancedMoE
 from memrec.models.base import SequentialRecommender
 from memrec.models.sasrec import SASRec, SASRecConfig
@@ -177,6 +178,63 @@ class MemoryMoERec(SASRec):
 
     def memory_layers(self) -> list[MemoryEnhancedMoE]:
         return [block.moe for n, block in enumerate(self.blocks) if self._reads_memory(n)]
+
+    @torch.no_grad()
+    def few_shot_adapt(self, items, user: int = -1, importance: float = 0.95) -> dict:
+        """The seed's ``few_shot_adapt`` for a recommender: adapt to a (new) user's first interactions
+        without a gradient step. Each transition of ``items`` (n,) item indices in time order, the
+        context up to item t (the memory layer's input at position t) -> item t + 1, is stored as an
+        episodic memory of ``importance`` in the memory layers, owned by ``user`` (-1: nobody) at
+        position t + 1. The last item is the context of the next prediction and recalls nothing.
+        The memory changes (one storing step per memory layer); :meth:`memory_state` and
+        :meth:`load_memory_state` undo it.
+
+        Example:
+            >>> cfg = MemoryMoEConfig(hidden_size=16, inner_size=32, num_layers=1, num_experts=2, dropout=0.0)
+            >>> model = MemoryMoERec(num_items=30, max_len=8, config=cfg).eval()
+            >>> model.few_shot_adapt(torch.tensor([4, 9, 2]), user=7)["memories_stored"]
+            2
+            >>> model.memory_statistics()["episodic_count"]
+            2
+        """
+        items = torch.as_tensor(items, dtype=torch.int64).flatten()
+        if len(items) < 2:
+            raise MemoryInputError(f"few_shot_adapt needs at least 2 interactions (one transition), got {len(items)}")
+        if not self.config.use_memory or not self.memory_layers():
+            raise MemoryInputError("this model has no memory layers (use_memory=false or memory_layers=0): nothing to adapt")
+        offset = max(0, len(items) - 1 - self.max_len)  # keep the last max_len transitions
+        inputs = items[offset:-1][None]  # (1, n - 1)
+        self.check_items(items[None], any_length=True)
+        was_training = self.training
+        self.eval()
+        try:
+            x, stored = self.embed(inputs), 0
+            positions = torch.arange(offset + 1, len(items))  # where each recalled item sits in the sequence
+            for n, block in enumerate(self.blocks):
+                if self._reads_memory(n):
+                    context = block.norm1(x + block.dropout(block.attn(x)))[0]  # (n - 1, d): the MoE's input
+                    stored += block.moe.store_episodes(context, items[positions], importance, torch.full_like(positions, user),
+                                                       positions, self.item_emb.weight)
+                x = block(x, self._reads_memory(n))[0]
+        finally:
+            self.train(was_training)
+        return {"num_examples": len(positions), "memories_stored": stored}
+
+    def memory_state(self) -> list[dict]:
+        """A copy of every memory layer's memories, step counter and gate statistics."""
+        return [copy.deepcopy({"layer": moe.get_extra_state(), "gate": moe.gate.get_extra_state(),
+                               "experts": [e.memory.get_extra_state() for e in moe.experts]}) for moe in self.memory_layers()]
+
+    def load_memory_state(self, state: list[dict]) -> None:
+        """Put back memories taken with :meth:`memory_state` (e.g. to undo :meth:`few_shot_adapt`)."""
+        layers = self.memory_layers()
+        if len(state) != len(layers):
+            raise MemoryInputError(f"the state holds {len(state)} memory layers, this model has {len(layers)}")
+        for moe, part in zip(layers, state):
+            moe.set_extra_state(part["layer"])
+            moe.gate.set_extra_state(part["gate"])
+            for expert, memory in zip(moe.experts, part["experts"]):
+                expert.memory.set_extra_state(memory)
 
     def memory_statistics(self) -> dict:
         """The seed's statistics summed over the memory layers (``per_layer`` keeps each)."""
