@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def frozen_config(model: str, dataset: str, max_minutes: float | None = None, epochs: int | None = None, **model_config) -> RunConfig:
     """The frozen ML-100K config of ``model`` (``configs/MODEL-ml-100k.yaml``) on ``dataset``, with a
-    time / epoch cap and model overrides. No other data set has frozen configs for these models."""
+    time / epoch cap and model overrides: one recipe per model on every data set, so that the models
+    compared share it (memory-moe has no frozen config elsewhere)."""
     raw = RunConfig.from_yaml(ROOT / "configs" / f"{model}-ml-100k.yaml").to_dict()
     raw["data"]["dataset"] = dataset
     raw["train"]["max_minutes"] = max_minutes
@@ -83,6 +85,14 @@ def subset_split(split: Split, users: np.ndarray, protocol: str) -> Split:
     valid = split.valid.subset(np.flatnonzero(keep[split.valid.users]))
     test = split.test.subset(np.flatnonzero(keep[split.test.users]))
     return Split(train, valid, test, protocol)
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    """Write a benchmark's results as indented JSON (creating the folder) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    return path
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, metrics, relative
+from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, metrics, relative, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.dataset import SequenceDataset
@@ -157,8 +156,7 @@ def main() -> None:
     p.add_argument("--json", default=str(RESULTS / "continual-ml-100k.json"))
     args = p.parse_args()
     report = run(args.epochs_a, args.epochs_b, args.max_minutes, args.data_dir, cache_dir=Path(args.cache) if args.cache else None)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2))
+    write_report(report, args.json)
     print(table(report))
     print(f"\nmemory halves forgetting: {report['memory_halves_forgetting']}\nwritten to {args.json}")
 

@@ -34,14 +34,13 @@ Protocol (each decision chosen to be fair to both sides):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_common import RESULTS, ROOT, fit, frozen_config, markdown_table, metrics, relative, subset_split
+from bench_common import RESULTS, ROOT, fit, frozen_config, markdown_table, metrics, relative, subset_split, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.split import EvalSet
@@ -191,9 +190,7 @@ def main() -> None:
     p.add_argument("--json", help=f"default: {RESULTS}/few-shot-DATASET.json")
     args = p.parse_args()
     report = run(args.dataset, args.max_minutes, args.epochs, args.holdout, args.seed, args.data_dir, Path(args.cache) if args.cache else None)
-    out = Path(args.json or RESULTS / f"few-shot-{report['dataset']}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(report, args.json or RESULTS / f"few-shot-{report['dataset']}.json")
     print(table(report))
     print(f"\nwritten to {out}")
 

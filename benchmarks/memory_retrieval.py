@@ -24,13 +24,11 @@ for any data, so throughput does not depend on them. One thread.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
-from bench_common import RESULTS, markdown_table
+from bench_common import RESULTS, markdown_table, write_report
 from memrec.memory.expert_memory import ExpertMemory, ExpertMemoryConfig
 from memrec.memory.index import faiss_available, make_index
 
@@ -130,8 +128,7 @@ def main() -> None:
     p.add_argument("--json", default=str(RESULTS / "memory_retrieval.json"))
     args = p.parse_args()
     report = run(args.sizes, args.dims, args.large_dims, args.large_dim_max, None, args.batch, args.chunk, args.min_seconds)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2))
+    write_report(report, args.json)
     print(table(report))
     print(f"\nwritten to {args.json}")
 

@@ -43,6 +43,19 @@ def check(store: SQLiteStateStore, acknowledged: set[str]) -> int:
     return len(keys)
 
 
+def as_one_group(store: SQLiteStateStore, call, calls: list[tuple]) -> None:
+    """Run ``call(*args)`` for each of ``calls`` in its own thread, holding the writer lock until all are
+    queued, so that they form one group; returns when every call has returned."""
+    with store._writer:
+        threads = [threading.Thread(target=call, args=args) for args in calls]
+        for t in threads:
+            t.start()
+        while len(store._queue) < len(calls):
+            time.sleep(0.001)
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_calls_share_transactions_and_all_are_kept(tmp_path):
     store = SQLiteStateStore(tmp_path / "state.db", "v1")
     start, acknowledged = threading.Barrier(12), set()
@@ -77,14 +90,7 @@ def test_a_failing_call_in_a_group_fails_alone(tmp_path):
         except StoreError as e:
             results[name] = e
 
-    with store._writer:  # hold the writer lock until all three calls are queued: they form one group
-        threads = [threading.Thread(target=call, args=args) for args in (("x", "a", counting), ("y", "a", broken), ("z", "b", counting))]
-        for t in threads:
-            t.start()
-        while len(store._queue) < 3:
-            time.sleep(0.001)
-    for t in threads:
-        t.join()
+    as_one_group(store, call, [("x", "a", counting), ("y", "a", broken), ("z", "b", counting)])
     assert results["x"] == [True] and results["z"] == [True] and "cannot store the memory of user 'a'" in str(results["y"])
     assert [e.key for e in store.history("a")] == ["first", "x"] and store.get("a").interaction_count == 2
     assert [e.key for e in store.history("b")] == ["z"]
@@ -103,14 +109,7 @@ def test_a_group_whose_transaction_fails_fails_every_call(tmp_path):
         except StoreError as e:
             results[user] = e
 
-    with store._writer:
-        threads = [threading.Thread(target=call, args=(user,)) for user in USERS]
-        for t in threads:
-            t.start()
-        while len(store._queue) < 3:
-            time.sleep(0.001)
-    for t in threads:
-        t.join()
+    as_one_group(store, call, [(user,) for user in USERS])
     other.execute("ROLLBACK")
     assert all("cannot write to SQLite memory store" in str(results[user]) for user in USERS), results
     assert all(store.snapshot(user) == ([], None) for user in USERS)
