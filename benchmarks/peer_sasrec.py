@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from memrec.runtime import MMAP_THRESHOLD_MAX, TRIM_THRESHOLD
+
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("MEMREC_DATA_DIR", HERE.parent.parent / "shared" / "data"))
 S3REC_FILES = {"beauty": "s3rec/Beauty.txt", "sports": "s3rec/Sports_and_Outdoors.txt", "lastfm": "s3rec/LastFM.txt"}
@@ -53,11 +55,13 @@ def memrec_timing(args) -> dict:
 
     from memrec.data import load_dataset, split_dataset
     from memrec.models import build_model
+    from memrec.runtime import keep_freed_memory
     from memrec.train import Trainer
     from memrec.train.trainer import seed_everything
 
     config = memrec_config(args.model, args.dataset, args.threads)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `memrec train` does
     seed_everything(config.train.seed)
     ds = load_dataset(config.data)
     split = split_dataset(ds)
@@ -68,11 +72,13 @@ def memrec_timing(args) -> dict:
         tic = time.perf_counter()
         trainer.train_epoch(epoch)
         epochs.append(time.perf_counter() - tic)
-    tic = time.perf_counter()
-    valid = trainer.validate()
-    eval_seconds = time.perf_counter() - tic
+    eval_times = []
+    for _ in range(args.eval_repeats):
+        tic = time.perf_counter()
+        valid = trainer.validate()
+        eval_times.append(time.perf_counter() - tic)
     return {"peer": "memrec", "train_seconds_per_epoch": {"list": epochs, "mean": sum(epochs) / len(epochs)},
-            "eval_seconds": eval_seconds, "valid": valid, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "eval_seconds": sorted(eval_times)[len(eval_times) // 2], "eval_seconds_list": eval_times, "valid": valid, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def memrec_full(args) -> dict:
@@ -97,7 +103,7 @@ def peer_command(args, output: Path) -> list[str]:
     else:
         cmd += ["--dataset-dir", str(DATA), "--dataset", args.dataset]
     if args.mode == "timing":
-        cmd += ["--epochs", str(args.epochs)]
+        cmd += ["--epochs", str(args.epochs), "--eval-repeats", str(args.eval_repeats)]
     elif args.max_minutes:
         cmd += ["--max-minutes", str(args.max_minutes)]
     return cmd
@@ -106,7 +112,9 @@ def peer_command(args, output: Path) -> list[str]:
 def run_side(args, side: str, tmp: Path, round_: int) -> dict:
     output = tmp / f"{side}-{round_}.json"
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    if side == "recbole":
+    if side == "recbole-malloc":  # glibc's tunables, set to what memrec.runtime.keep_freed_memory sets
+        env.update(MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD_MAX), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
+    if side.startswith("recbole"):
         cmd = peer_command(args, output)
     else:
         cmd = [sys.executable, __file__, "--child", "--output", str(output)] + [a for a in sys.argv[1:] if a != "--child"]
@@ -133,6 +141,10 @@ def summarize(args, runs: dict[str, list[dict]]) -> dict:
     for key in keys:
         rows[key] = {"recbole": mean("recbole", key), "memrec": mean("memrec", key)}
         rows[key]["ratio"] = rows[key]["recbole"] / rows[key]["memrec"]
+    if runs.get("recbole-malloc"):
+        for key in keys:
+            rows[f"{key} (RecBole with memrec's malloc settings)"] = row = {"recbole": mean("recbole-malloc", key), "memrec": mean("memrec", key)}
+            row["ratio"] = row["recbole"] / row["memrec"]
     if args.mode == "full":
         for side in runs:
             rows[f"{side}_test"] = {k: runs[side][0]["test"].get(k) for k in ("hit@10", "ndcg@10")}
@@ -146,6 +158,9 @@ def main() -> None:
     p.add_argument("--model", default="sasrec", choices=sorted(PEER_MODEL))
     p.add_argument("--mode", default="timing", choices=["timing", "full"])
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--eval-repeats", type=int, default=5, help="timing: time this many full evaluations per side and report the median")
+    p.add_argument("--peer-malloc", action="store_true",
+                   help="also run RecBole with the glibc malloc settings that memrec applies to itself (like for like)")
     p.add_argument("--rounds", type=int, default=2, help="timing: alternate the two sides this many times")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--threads", type=int, default=1)
@@ -158,10 +173,11 @@ def main() -> None:
         result = memrec_timing(args) if args.mode == "timing" else memrec_full(args)
         Path(args.output).write_text(json.dumps(result, default=float))
         return
-    runs: dict[str, list[dict]] = {"recbole": [], "memrec": []}
+    sides = ("recbole", "memrec", "recbole-malloc") if args.peer_malloc else ("recbole", "memrec")
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds if args.mode == "timing" else 1):
-            for side in ("recbole", "memrec"):
+            for side in sides:
                 runs[side].append(run_side(args, side, Path(tmp), round_))
                 print(f"round {round_ + 1}: {side} done", file=sys.stderr)
     summary = {"dataset": args.dataset, "model": args.model, "mode": args.mode, "threads": args.threads, "epochs": args.epochs, **summarize(args, runs), "runs": runs}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from memrec.errors import MemrecError
 from memrec.models import MODELS
+from memrec.runtime import keep_freed_memory
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [e for e in extra if not (e.startswith("--") and "=" in e)] if args.command == "train" else []
     if bad:
         parser.error(f"unrecognized arguments {bad}: config overrides look like --train.lr=0.001")
+    keep_freed_memory()
     try:
         if args.command == "assist":
             from memrec.assist.cli import run as run_assist

@@ -99,18 +99,15 @@ class TrainBatches:
 
 
 def history_width(length: int, max_len: int) -> int:
-    """Width of an evaluation row: the smallest of 8, 16, 32, ... (at most ``max_len``) that holds the
-    last ``max_len`` items of its history. It depends on the row alone, so a row's scores never depend
-    on which other rows share its batch, and short histories cost short rows.
+    """Width of an evaluation row: the smallest multiple of 8 (at most ``max_len``) that holds the last
+    ``max_len`` items of its history. It depends on the row alone, so a row's scores never depend on
+    which other rows share its batch, and short histories cost short rows.
 
     Example:
-        >>> [history_width(n, 50) for n in (0, 8, 9, 40, 500)]
-        [8, 8, 16, 50, 50]
+        >>> [history_width(n, 50) for n in (0, 8, 9, 40, 41, 500)]
+        [8, 8, 16, 40, 48, 50]
     """
-    width = 8
-    while width < min(length, max_len):
-        width *= 2
-    return min(width, max_len)
+    return min(max(8, -(-min(length, max_len) // 8) * 8), max_len)
 
 
 def eval_batches(evalset: EvalSet, max_len: int, batch_size: int):

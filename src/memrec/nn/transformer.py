@@ -3,6 +3,8 @@
 It computes the same function as ``nn.TransformerEncoder`` with a causal mask, but calls
 ``scaled_dot_product_attention`` directly, which trains about twice as fast on CPU here, and drops
 out with :class:`memrec.nn.dropout.Dropout`, whose random draws cost a third of ``nn.Dropout``'s.
+Without gradients, on the CPU, each linear layer runs as one oneDNN call with its bias, GELU or
+residual sum fused (:func:`linear`), which saves a third of the evaluation time.
 """
 from __future__ import annotations
 
@@ -11,6 +13,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from memrec.nn.dropout import Dropout, dropout_mask
+
+
+def _fused_linear_op():
+    try:
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN's fused linear
+        return None
+
+
+FUSED_LINEAR = _fused_linear_op()
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False,
+           residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, then exact GELU or ``+ residual`` if asked: (..., d_in) -> (..., d_out).
+
+    Inference (no gradients, float32 on the CPU) fuses the bias and the GELU or the sum into the
+    matrix product; training runs the same function in separate autograd ops.
+
+    Example:
+        >>> layer = nn.Linear(4, 3)
+        >>> x = torch.randn(2, 4)
+        >>> with torch.no_grad():
+        ...     torch.allclose(linear(x, layer.weight, layer.bias, gelu=True), F.gelu(layer(x)), atol=1e-6)
+        True
+    """
+    fused = FUSED_LINEAR is not None and not torch.is_grad_enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
+    if fused and residual is not None:
+        return FUSED_LINEAR.binary(x, residual, weight, bias, "add")
+    if fused:
+        return FUSED_LINEAR(x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+    y = F.linear(x, weight, bias)
+    if gelu:
+        y = F.gelu(y)
+    return y if residual is None else residual + y
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
@@ -34,21 +71,27 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, d)
-        b, length, d = x.shape
-        q, k, v = self.qkv(x).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, d/h)
-        y = causal_attention(q, k, v, self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(b, length, d))
+        return linear(self.mix(x), self.out.weight, self.out.bias)
 
-    def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """Attention output for one query position per row: x (B, L, d), last (B,) -> (B, d)."""
+    def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:  # (B, L, d), (B,) -> (B, d)
+        return linear(self.mix_at(x, last), self.out.weight, self.out.bias)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention-weighted values of every position, before the output projection: (B, L, d) -> (B, L, d)."""
+        b, length, d = x.shape
+        q, k, v = linear(x, self.qkv.weight, self.qkv.bias).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, d/h)
+        y = causal_attention(q, k, v, self.dropout if self.training else 0.0)
+        return y.transpose(1, 2).reshape(b, length, d)
+
+    def mix_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """:meth:`mix` for one query position per row: x (B, L, d), last (B,) -> (B, d)."""
         b, length, d = x.shape
         h = self.heads
         query = x[torch.arange(b), last]  # (B, d)
-        q = F.linear(query, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, h, 1, d // h)
-        k, v = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, length, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        q = linear(query, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, h, 1, d // h)
+        k, v = linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, length, 2, h, d // h).permute(2, 0, 3, 1, 4)
         visible = (torch.arange(length) <= last[:, None])[:, None, None, :]  # (B, 1, 1, L): keys 0..last
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)  # (B, h, 1, d/h)
-        return self.out(y.reshape(b, d))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible).reshape(b, d)  # (B, h, 1, d/h) -> (B, d)
 
 
 class Block(nn.Module):
@@ -60,13 +103,22 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(d)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.attn(x)))
-        return self.norm2(x + self.dropout(self.ff(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, d)
+        x = self.norm1(self._add(x, self.attn.out, self.attn.mix(x)))
+        return self.norm2(self._add(x, self.ff[3], self._inner(x)))
 
     def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:  # (B, L, d), (B,) -> (B, d)
-        y = self.norm1(x[torch.arange(len(last)), last] + self.dropout(self.attn.forward_at(x, last)))
-        return self.norm2(y + self.dropout(self.ff(y)))
+        y = self.norm1(self._add(x[torch.arange(len(last)), last], self.attn.out, self.attn.mix_at(x, last)))
+        return self.norm2(self._add(y, self.ff[3], self._inner(y)))
+
+    def _inner(self, x: torch.Tensor) -> torch.Tensor:  # (..., d) -> (..., inner): the feed-forward's hidden layer
+        return self.ff[2](linear(x, self.ff[0].weight, self.ff[0].bias, gelu=True))
+
+    def _add(self, x: torch.Tensor, layer: nn.Linear, y: torch.Tensor) -> torch.Tensor:
+        """The residual sum ``x + dropout(layer(y))``, one fused call when nothing is dropped."""
+        if self.dropout.training and self.dropout.p > 0:
+            return x + self.dropout(layer(y))
+        return linear(y, layer.weight, layer.bias, residual=x)
 
 
 class CausalTransformer(nn.Module):

@@ -23,6 +23,15 @@ class NonFiniteScoreError(MemrecError, ValueError):
     """A model produced NaN or infinite scores; they are never counted as hits."""
 
 
+def check_finite(scores: torch.Tensor, batch: EvalBatch) -> None:
+    """Raise :class:`NonFiniteScoreError` naming the rows of ``scores`` (B, N + 1) with NaN or infinity."""
+    finite = torch.isfinite(scores[:, 1:])
+    if not finite.all():
+        rows = (~finite.all(dim=1)).nonzero().flatten()
+        users = batch.users[rows[:5]].tolist()
+        raise NonFiniteScoreError(f"the model produced NaN or infinite scores for {len(rows)} of {len(scores)} users (user indices {users}...)")
+
+
 def rank_targets(scores: torch.Tensor, batch: EvalBatch) -> torch.Tensor:
     """0-based pessimistic rank of each target among unmasked items: (B, N + 1) scores -> (B,).
 
@@ -32,11 +41,8 @@ def rank_targets(scores: torch.Tensor, batch: EvalBatch) -> torch.Tensor:
         >>> rank_targets(torch.tensor([[0.0, 9.0, 1.0, 1.0, 0.5]]), b).tolist()  # item 3 ties item 2
         [1]
     """
-    finite = torch.isfinite(scores[:, 1:])
-    if not finite.all():
-        rows = (~finite.all(dim=1)).nonzero().flatten()
-        users = batch.users[rows[:5]].tolist()
-        raise NonFiniteScoreError(f"the model produced NaN or infinite scores for {len(rows)} of {len(scores)} users (user indices {users}...)")
+    if not torch.isfinite(scores[:, 1:].sum(dim=1)).all():  # a NaN or infinity makes its row's sum one
+        check_finite(scores, batch)
     scores = scores.clone()
     scores[:, 0] = float("-inf")
     scores[batch.seen_rows, batch.seen_items] = float("-inf")

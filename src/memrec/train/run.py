@@ -15,6 +15,7 @@ import torch
 from memrec.config import RunConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.models import build_model
+from memrec.runtime import keep_freed_memory
 from memrec.train.checkpoint import save_checkpoint
 from memrec.train.evaluate import evaluate
 from memrec.train.report import format_table, metrics_rows, plot_curves
@@ -34,6 +35,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.train.threads)
+    keep_freed_memory()
     seed_everything(config.train.seed)
     config.save(out / "config.yaml")
 
