@@ -17,7 +17,7 @@ from pathlib import Path
 
 from memrec.errors import MemrecError
 from memrec.models import MODELS
-from memrec.runtime import keep_freed_memory
+from memrec.runtime import freeze_startup_objects, keep_freed_memory
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -158,6 +158,7 @@ def cmd_serve(args, extra) -> None:
     config = ServeConfig(checkpoint=args.checkpoint, store=args.store, token=token, reset_memories=args.reset_memories,
                          max_body_bytes=args.max_body_bytes)
     app = create_app(config)  # loads the model and opens the store first: a version mismatch stops here
+    freeze_startup_objects()
     print(f"memrec serve: {app.state.served.name} on http://{args.host}:{args.port} (store {app.state.store!r})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
 

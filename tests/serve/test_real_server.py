@@ -4,6 +4,7 @@
   was acknowledged is in the history after a restart, exactly once, and reflected in the memory.
 - Concurrency: two service processes on one Redis or PostgreSQL store, the same users written
   through both at once; zero lost updates.
+- Start-up objects are frozen out of garbage collection (no full-collection pauses under load).
 """
 from __future__ import annotations
 
@@ -115,3 +116,12 @@ def test_two_service_processes_on_one_shared_store_lose_no_update(checkpoints, s
             s.stop()
     assert len(acked) == 120
     check_state(checkpoint, shared_store, acked)
+
+
+def test_the_service_freezes_what_start_up_built(checkpoints, tmp_path):
+    """Full collections would otherwise walk the ~200,000 objects of torch, FastAPI and the model and
+    stall every request behind them for tens of milliseconds."""
+    with ServiceProcess(checkpoints["ur4rec-moe"], str(tmp_path / "state.db"), token=TOKEN) as service:
+        text = httpx.get(service.url + "/metrics", timeout=5.0).text
+    frozen = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("memrec_gc_frozen_objects ")]
+    assert frozen and frozen[0] > 50_000, frozen
