@@ -129,3 +129,22 @@ def test_select_topk_keeps_the_k_best_valid(n, k, seed):
         rest = valid[r] & ~chosen[r]
         if chosen[r].any() and rest.any():
             assert scores[r][chosen[r]].min() >= scores[r][rest].max()
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_one_vector_at_a_time_equals_one_batch(backend):
+    """Adds grow buffers in place (amortised O(1) per vector); the index holds exactly what was added."""
+    torch.manual_seed(0)
+    vectors = torch.randn(300, 8)
+    one_by_one, batch = make_index(8, "cosine", backend), make_index(8, "cosine", backend)
+    for n in range(300):
+        one_by_one.add(vectors[n : n + 1], torch.tensor([1000 + n]))
+    batch.add(vectors, torch.arange(1000, 1300))
+    assert len(one_by_one) == 300
+    torch.testing.assert_close(one_by_one.vectors, batch.vectors)
+    assert one_by_one.search(vectors[:5], k=3)[1].tolist() == batch.search(vectors[:5], k=3)[1].tolist()
+    with pytest.raises(VectorIndexError, match="unique"):
+        one_by_one.add(vectors[:1], torch.tensor([1299]))
+    assert one_by_one.remove(torch.tensor([1000, 1299])) == 2
+    one_by_one.add(vectors[:1], torch.tensor([1299]))  # removed ids may come back
+    assert len(one_by_one) == 299

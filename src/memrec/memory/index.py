@@ -121,12 +121,35 @@ class TorchIndex:
         if metric not in METRICS:
             raise VectorIndexError(f"metric must be one of {METRICS}, got {metric!r}")
         self.dim, self.metric = dim, metric
-        self.vectors = torch.zeros(0, dim)  # (n, d), normalised for cosine
-        self.ids = torch.zeros(0, dtype=torch.int64)  # (n,)
         self._next_id = 0
+        self._store(torch.zeros(0, dim), torch.zeros(0, dtype=torch.int64))
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._size
+
+    @property
+    def vectors(self) -> torch.Tensor:  # (n, d), normalised for cosine
+        return self._vectors[: self._size]
+
+    @property
+    def ids(self) -> torch.Tensor:  # (n,)
+        return self._ids[: self._size]
+
+    def _store(self, vectors: torch.Tensor, ids: torch.Tensor) -> None:
+        """Hold exactly these vectors (n, d) and ids (n,), e.g. after a removal or a load."""
+        self._vectors, self._ids, self._size = vectors, ids, len(ids)
+        self._id_set = set(ids.tolist())
+
+    def _append(self, vectors: torch.Tensor, ids: torch.Tensor) -> None:
+        """Add rows in amortised O(rows): the buffers double when full, so n single adds cost O(n)."""
+        size = self._size + len(ids)
+        if size > len(self._ids):
+            capacity = max(size, 2 * len(self._ids), 64)
+            grown_vectors, grown_ids = torch.empty(capacity, self.dim), torch.empty(capacity, dtype=torch.int64)
+            grown_vectors[: self._size], grown_ids[: self._size] = self.vectors, self.ids
+            self._vectors, self._ids = grown_vectors, grown_ids
+        self._vectors[self._size : size], self._ids[self._size : size] = vectors, ids
+        self._size = size
 
     def add(self, vectors: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Store vectors (n, d) under ``ids`` (n,) or fresh ids; returns the ids."""
@@ -138,12 +161,13 @@ class TorchIndex:
             raise VectorIndexError(f"got {len(vectors)} vectors but {len(ids)} ids")
         if (ids < 0).any():
             raise VectorIndexError("ids must be >= 0 (-1 marks an empty result slot)")
-        if len(torch.unique(torch.cat([self.ids, ids]))) != len(self.ids) + len(ids):
+        new = ids.tolist()
+        if len(set(new)) != len(new) or not self._id_set.isdisjoint(new):
             raise VectorIndexError("ids must be unique: remove an id before adding it again")
         if self.metric == "cosine":
             vectors = F.normalize(vectors, dim=-1)
-        self.vectors = torch.cat([self.vectors, vectors])
-        self.ids = torch.cat([self.ids, ids])
+        self._append(vectors, ids)
+        self._id_set.update(new)
         self._next_id = max(self._next_id, int(ids.max()) + 1) if len(ids) else self._next_id
         self._added(vectors, ids)
         return ids
@@ -171,7 +195,7 @@ class TorchIndex:
     def remove(self, ids: torch.Tensor) -> int:
         """Drop the given ids (unknown ids are ignored); returns how many were removed."""
         drop = torch.isin(self.ids, torch.as_tensor(ids, dtype=torch.int64).flatten())
-        self.vectors, self.ids = self.vectors[~drop], self.ids[~drop]
+        self._store(self.vectors[~drop], self.ids[~drop])
         self._removed(drop)
         return int(drop.sum())
 
@@ -189,10 +213,12 @@ class TorchIndex:
         vectors = check_vectors(state["vectors"], self.dim, "stored vectors")
         if bool(state["cosine"]) != (self.metric == "cosine"):
             raise VectorIndexError(f"the stored index was not built with metric {self.metric!r}")
-        self.vectors, self.ids = torch.zeros(0, self.dim), torch.zeros(0, dtype=torch.int64)
+        ids = state["ids"].to(torch.int64)
+        if len(ids) != len(vectors) or len(torch.unique(ids)) != len(ids):
+            raise VectorIndexError(f"the stored index has {len(vectors)} vectors and {len(ids)} ids, which must be unique")
         self._reset()
-        self.vectors, self.ids = vectors, state["ids"].to(torch.int64)
-        self._added(vectors, self.ids)
+        self._store(vectors.clone(), ids.clone())
+        self._added(self.vectors, self.ids)
         self._next_id = int(state["next_id"])
 
     def _reset(self) -> None:
