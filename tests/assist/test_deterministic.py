@@ -1,7 +1,7 @@
 """The deterministic reasoner: same output every run, contrastive aspects, memory filtering."""
 from __future__ import annotations
 
-from memrec.assist.deterministic import DeterministicReasoner, terms
+from memrec.assist.deterministic import DeterministicConfig, DeterministicReasoner, terms
 from memrec.assist.evaluate import scientific_memory
 from memrec.assist.types import MemoryChunk
 
@@ -42,3 +42,45 @@ def test_profile_uses_only_memories_that_share_informative_words(reasoner):
     added = set(terms(answer.ideal_item_profile.split("From memory:")[1]))
     assert added and added <= set(terms(memories[0].text))
     assert reasoner.ideal_item_profile("a beaker", [], []).useful_memory_ids == []
+
+
+def test_profile_reads_an_integrated_profile_clause_by_clause(reasoner):
+    """Only the clause about the asked category gives terms, not the other categories of the profile."""
+    profile = MemoryChunk("u/profile/0", "u", "profile", "", "Buys mostly Lab & Scientific Products: pipette, borosilicate, "
+                          "erlenmeyer; Fasteners: hillman, locknuts, stainless.")
+    answer = reasoner.ideal_item_profile("I need something from lab & scientific products.", [], [profile])
+    added = set(terms(answer.ideal_item_profile.split("From memory:")[1]))
+    assert added and added <= {"pipette", "borosilicate", "erlenmeyer"}, answer.ideal_item_profile
+    assert answer.useful_memory_ids == ["u/profile/0"]
+    answer = reasoner.ideal_item_profile("I need something from fasteners.", [], [profile])
+    assert set(terms(answer.ideal_item_profile.split("From memory:")[1])) <= {"hillman", "locknuts", "stainless"}
+
+
+def test_memory_of_the_named_category_counts_without_an_informative_shared_word():
+    """Category words that are in many item texts are generic, yet a request naming the category wants its memories."""
+    documents = [f"item {i}. tapes adhesives sealants" for i in range(20)] + ["gorilla glue bottle", "steel ruler"]
+    glue = MemoryChunk("u/record/0", "u", "record", "Tapes, Adhesives & Sealants", "Gorilla glue bottle. Tapes, Adhesives & Sealants")
+    ruler = MemoryChunk("u/record/1", "u", "record", "Cutting Tools", "Steel ruler. Cutting Tools")
+    request = "I'm looking for something in tapes, adhesives & sealants."
+    on = DeterministicReasoner(documents=documents).ideal_item_profile(request, [], [glue, ruler])
+    assert on.useful_memory_ids == ["u/record/0"] and "gorilla" in on.ideal_item_profile and "ruler" not in on.ideal_item_profile
+    off = DeterministicReasoner(DeterministicConfig(category_match="never"), documents=documents).ideal_item_profile(request, [], [glue, ruler])
+    assert off.useful_memory_ids == [] and "From memory" not in off.ideal_item_profile
+    # a request that says more than the category ("duct tape") is matched on its words only, unless "always"
+    specific = "I'm looking for duct tape in tapes, adhesives & sealants."
+    assert DeterministicReasoner(documents=documents).ideal_item_profile(specific, [], [glue, ruler]).useful_memory_ids == []
+    always = DeterministicReasoner(DeterministicConfig(category_match="always"), documents=documents)
+    assert always.ideal_item_profile(specific, [], [glue, ruler]).useful_memory_ids == ["u/record/0"]
+
+
+def test_own_template_words_are_never_added_to_the_profile(reasoner):
+    pattern = reasoner.summarize_patterns("Lab & Scientific Products", ["Pyrex glass beaker 250 ml", "Kimax glass beaker 600 ml"])
+    profile = reasoner.integrate_profile({"Lab & Scientific Products": pattern})
+    assert "records" in pattern and "Typical" in pattern and "Buys mostly" in profile
+    chunks = [MemoryChunk("u/pattern/0", "u", "pattern", "Lab & Scientific Products", pattern),
+              MemoryChunk("u/profile/0", "u", "profile", "", profile)]
+    wide = DeterministicReasoner(DeterministicConfig(profile_terms=50))  # no documents: every word is informative
+    answer = wide.ideal_item_profile("Can you recommend an item from lab & scientific products?", [], chunks)
+    added = set(terms(answer.ideal_item_profile.split("From memory:")[1]))
+    assert "beaker" in added or "pyrex" in added
+    assert not added & {"records", "typical", "buys", "mostly"}, added

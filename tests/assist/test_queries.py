@@ -93,3 +93,39 @@ def test_c4_malformed_lines_name_file_and_line(tmp_path):
     _write_c4(tmp_path, [good], "qid,query,user_id\n")
     with pytest.raises(DataFormatError, match=r"missing \['item_id', 'ori_rating', 'ori_review'\]"):
         load_c4(tmp_path)
+
+
+def test_request_detail_levels_name_less_and_keep_users_targets_and_histories(small_setup):
+    from memrec.assist.queries import DETAILS, TEMPLATES, TOP_TEMPLATES
+
+    ds, split, path, _, _ = small_setup
+    sets = {d: scientific_queries(ds, split, 30, 40, seed=0, detail=d) for d in DETAILS}
+    assert [q.text for q in sets["path"].queries] == [q.text for q in path.queries]  # the default is "path"
+    template_words = {t for tpl in TEMPLATES + TOP_TEMPLATES for t in terms(tpl.format(what="", top=""))}
+    for detail, qs in sets.items():
+        assert [(q.qid, q.user, q.target, q.history, q.category) for q in qs.queries] == \
+               [(q.qid, q.user, q.target, q.history, q.category) for q in path.queries]
+        assert [q.target for q in qs.train] == [q.target for q in path.train] and qs.histories == path.histories
+        assert all(q.synthetic for q in qs.queries + qs.train)
+        assert f"detail '{detail}'" in qs.description or detail == "path"
+        for q in qs.queries + qs.train:
+            doc = qs.items[q.target]
+            named = set(terms(q.text)) - template_words
+            if detail == "top":
+                assert named == set(terms(doc.top)), q.text
+            elif detail == "leaf":
+                assert named <= set(terms(doc.path)) and "preferably from" not in q.text, q.text
+    vocabulary = {d: {t for q in qs.queries for t in terms(q.text)} for d, qs in sets.items()}
+    assert vocabulary["top"] < vocabulary["leaf"] <= vocabulary["path"]  # the vaguer levels say less
+    assert any("preferably from" in q.text for q in path.queries + path.train)
+
+
+def test_unknown_request_detail_is_refused(small_setup):
+    from memrec.assist.queries import request_for
+    from memrec.errors import ConfigError
+
+    ds, split, queries, _, _ = small_setup
+    with pytest.raises(ConfigError, match="unknown request detail 'title'"):
+        scientific_queries(ds, split, 3, 3, seed=0, detail="title")
+    with pytest.raises(ConfigError, match="expected one of"):
+        request_for(queries.items[queries.queries[0].target], "q", "vague")

@@ -24,7 +24,7 @@ import numpy as np
 from memrec.assist.deterministic import terms
 from memrec.assist.memory import Record
 from memrec.assist.types import Query
-from memrec.errors import DataFormatError
+from memrec.errors import ConfigError, DataFormatError
 
 ROOT = "Industrial & Scientific"
 # Amazon's top-level categories under Industrial & Scientific: the category path in Scientific.text
@@ -44,6 +44,17 @@ TEMPLATES = (
     "Can you recommend {what}? Category: {top}.",
     "I need something from {top}: {what}.",
 )
+TOP_TEMPLATES = (  # detail="top": the request names the top-level category only
+    "I'm looking for something in {top}.",
+    "Can you recommend an item from {top}?",
+    "I need something from {top}.",
+)
+# How much of the target a synthetic request names:
+# - "path": the category path below the top level and the top level, and the brand when no brand
+#   word is in the title (the request alone usually finds the item);
+# - "leaf": the last two words of the category path and the top level, no brand;
+# - "top": the top-level category only (one of 25 scenarios), no brand.
+DETAILS = ("path", "leaf", "top")
 
 
 @dataclass(frozen=True)
@@ -86,18 +97,26 @@ def parse_scientific_text(text: str, known_paths: set[str] | None = None) -> Ite
 def request_for(doc: ItemDoc, qid: str, detail: str = "path") -> str:
     """A request for an item written from its category path (no title words beyond category words).
 
-    The template is chosen by a hash of ``qid``; the brand is named only when none of its words is
-    in the title.
+    ``detail`` (one of :data:`DETAILS`) sets how much of the path it names. The template is chosen
+    by a hash of ``qid``; with ``detail="path"`` the brand is named only when none of its words is in
+    the title, the vaguer levels never name it.
 
     Example:
-        >>> d = parse_scientific_text("Acme Funnel. Industrial & Scientific Lab & Scientific Products Funnels. Zeta Labs. ")
+        >>> d = parse_scientific_text("Acme Funnel. Industrial & Scientific Lab & Scientific Products Lab Supplies Funnels. Zeta Labs. ")
         >>> request_for(d, "q1")
-        "I'm looking for funnels in lab & scientific products, preferably from Zeta Labs."
+        "I'm looking for lab supplies funnels in lab & scientific products, preferably from Zeta Labs."
+        >>> request_for(d, "q1", "leaf"), request_for(d, "q1", "top")
+        ("I'm looking for supplies funnels in lab & scientific products.", "I'm looking for something in lab & scientific products.")
     """
+    if detail not in DETAILS:
+        raise ConfigError(f"unknown request detail {detail!r}: expected one of {DETAILS}")
+    template = _stable_hash(qid)
+    if detail == "top":
+        return TOP_TEMPLATES[template % len(TOP_TEMPLATES)].format(top=doc.top.lower())
     what = (doc.rest or doc.top).lower() if detail == "path" else _last_words(doc.rest or doc.top, 2).lower()
-    text = TEMPLATES[_stable_hash(qid) % len(TEMPLATES)].format(what=what, top=doc.top.lower())
+    text = TEMPLATES[template % len(TEMPLATES)].format(what=what, top=doc.top.lower())
     title_words = set(terms(doc.title))
-    if doc.brand and not (set(terms(doc.brand)) & title_words):
+    if detail == "path" and doc.brand and not (set(terms(doc.brand)) & title_words):
         text = text[:-1] + f", preferably from {doc.brand}."
     return text
 
@@ -122,12 +141,18 @@ class QuerySet:
     stats: dict = field(default_factory=dict)
 
 
-def scientific_queries(ds, split, num_queries: int = 1000, num_train: int = 2000, seed: int = 0) -> QuerySet:
+def scientific_queries(ds, split, num_queries: int = 1000, num_train: int = 2000, seed: int = 0, detail: str = "path") -> QuerySet:
     """The synthetic Scientific request set from a loaded ``amazon-scientific`` data set and its split.
+
+    ``detail`` (see :data:`DETAILS`) sets how much of the target's category path each request names,
+    for the evaluated and the global-memory training requests alike; the users, targets and
+    histories do not depend on it.
 
     Users are sampled with ``seed`` among those whose test item has a category path and who have at
     least one training item. Example (on the real data): ``scientific_queries(load_dataset(...), split, 500)``.
     """
+    if detail not in DETAILS:
+        raise ConfigError(f"unknown request detail {detail!r}: expected one of {DETAILS}")
     ids = ds.item_ids
     raw = {ids[i]: ds.items.text[i] for i in range(1, len(ids))}
     known = set()
@@ -147,7 +172,7 @@ def scientific_queries(ds, split, num_queries: int = 1000, num_train: int = 2000
         target = ids[test.targets[row]]
         history = [ids[i] for i in split.train[test.users[row]]]
         qid = f"sci-{user}"
-        queries.append(Query(qid, user, request_for(docs[target], qid), docs[target].top, target, tuple(history), synthetic=True))
+        queries.append(Query(qid, user, request_for(docs[target], qid, detail), docs[target].top, target, tuple(history), synthetic=True))
         histories[user] = [Record(i, docs[i].text.strip(), docs[i].top) for i in history]
     evaluated_users = {q.user for q in queries}
     evaluated_targets = {q.target for q in queries}
@@ -159,12 +184,14 @@ def scientific_queries(ds, split, num_queries: int = 1000, num_train: int = 2000
         r = pool[i]
         user, target = ds.user_ids[valid.users[r]], ids[valid.targets[r]]
         qid = f"sci-train-{user}"
-        train.append(Query(qid, user, request_for(docs[target], qid), docs[target].top, target, synthetic=True))
-    description = (f"synthetic requests written from the category path of the test item of {len(queries)} sampled users "
+        train.append(Query(qid, user, request_for(docs[target], qid, detail), docs[target].top, target, synthetic=True))
+    named = {"path": "the category path", "leaf": "the last two category words and the top-level category (request detail 'leaf')",
+             "top": "the top-level category only (request detail 'top')"}[detail]
+    description = (f"synthetic requests written from {named} of the test item of {len(queries)} sampled users "
                    f"(seed {seed}) of {ds.name}; history = training items; global memory from {len(train)} validation "
                    f"items of other users")
     stats = {"eligible_users": len(eligible), "items_without_category": sum(1 for d in docs.values() if not d.top),
-             "scenarios": len({q.category for q in queries})}
+             "scenarios": len({q.category for q in queries}), "detail": detail}
     return QuerySet(queries, train, docs, histories, description, stats)
 
 
