@@ -14,8 +14,8 @@ the TALLRec test file, prints Markdown tables and writes ``benchmarks/results/as
 category path, and the brand when no brand word is in the title; the request alone usually finds the
 item), ``leaf`` (the last two category words and the top-level category) or ``top`` (the top-level
 category only, where the user's memory has to say what they want). ``--k-memory`` is the number of
-local memory chunks the hierarchical setting retrieves (and the liked titles in TALLRec's
-hierarchical row). Other than the defaults, the output is ``assist_BACKEND-DETAIL[-kK].json``:
+summary chunks (category patterns, profile) the hierarchical setting retrieves (and the liked titles
+in TALLRec's hierarchical row). Other than the defaults, the output is ``assist_BACKEND-DETAIL[-kK].json``:
 
     OMP_NUM_THREADS=1 python benchmarks/assist_eval.py --backend deterministic --data-dir ../shared/data --request-detail top
     OMP_NUM_THREADS=1 python benchmarks/assist_eval.py --backend deterministic --data-dir ../shared/data --request-detail top --k-memory 1
@@ -37,20 +37,20 @@ from pathlib import Path
 
 import torch
 
-from memrec.assist.pipeline import SETTINGS
+from memrec.assist.pipeline import DEFAULT_K_MEMORY, SETTINGS
 from memrec.assist.queries import DETAILS, scientific_queries
 
 
-def default_name(backend: str, detail: str = "path", k_memory: int = 3) -> str:
+def default_name(backend: str, detail: str = "path", k_memory: int = DEFAULT_K_MEMORY) -> str:
     """The result file's name: ``assist_BACKEND.json`` for the defaults, else ``assist_BACKEND-DETAIL[-kK].json``.
 
     Example:
         >>> default_name("deterministic"), default_name("deterministic", "top"), default_name("deterministic", "top", 1)
         ('assist_deterministic.json', 'assist_deterministic-top.json', 'assist_deterministic-top-k1.json')
     """
-    if detail == "path" and k_memory == 3:
+    if detail == "path" and k_memory == DEFAULT_K_MEMORY:
         return f"assist_{backend}.json"
-    return f"assist_{backend}-{detail}" + (f"-k{k_memory}" if k_memory != 3 else "") + ".json"
+    return f"assist_{backend}-{detail}" + (f"-k{k_memory}" if k_memory != DEFAULT_K_MEMORY else "") + ".json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="LLM back-ends: tokens per answer")
     parser.add_argument("--request-detail", choices=DETAILS, default="path",
                         help="how much of the target a synthetic request names: category path (default), leaf category words, top-level category")
-    parser.add_argument("--k-memory", type=int, default=3, help="local memory chunks the hierarchical setting retrieves (default 3)")
+    parser.add_argument("--k-memory", type=int, default=DEFAULT_K_MEMORY,
+                        help=f"summary chunks (patterns, profile) the hierarchical setting retrieves (default {DEFAULT_K_MEMORY})")
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="memory settings to run (default all)")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/assist_BACKEND.json, "
                                          "assist_BACKEND-DETAIL[-kK].json for another detail or k)")

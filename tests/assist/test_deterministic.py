@@ -73,9 +73,10 @@ def test_memory_of_the_named_category_counts_without_an_informative_shared_word(
     assert always.ideal_item_profile(specific, [], [glue, ruler]).useful_memory_ids == ["u/record/0"]
 
 
-def test_own_template_words_are_never_added_to_the_profile(reasoner):
-    pattern = reasoner.summarize_patterns("Lab & Scientific Products", ["Pyrex glass beaker 250 ml", "Kimax glass beaker 600 ml"])
-    profile = reasoner.integrate_profile({"Lab & Scientific Products": pattern})
+def test_own_template_words_are_never_added_to_the_profile():
+    quoting = DeterministicReasoner(DeterministicConfig(typical_words=16))  # patterns quote their most typical record
+    pattern = quoting.summarize_patterns("Lab & Scientific Products", ["Pyrex glass beaker 250 ml", "Kimax glass beaker 600 ml"])
+    profile = quoting.integrate_profile({"Lab & Scientific Products": pattern})
     assert "records" in pattern and "Typical" in pattern and "Buys mostly" in profile
     chunks = [MemoryChunk("u/pattern/0", "u", "pattern", "Lab & Scientific Products", pattern),
               MemoryChunk("u/profile/0", "u", "profile", "", profile)]

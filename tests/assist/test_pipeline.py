@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from memrec.assist.evaluate import evaluate_setting
-from memrec.assist.pipeline import SETTINGS, Assistant
+from memrec.assist.pipeline import DEFAULT_K_MEMORY, SETTINGS, SUMMARY_KINDS, Assistant
 from memrec.errors import ConfigError
 
 
@@ -20,8 +20,11 @@ def test_context_of_each_setting(assistants, small_memory, small_setup):
     assert assistants["static"].context(q) == ([], small_memory.profile(q.user))
     aspects, chunks = assistants["hierarchical"].context(q)
     assert set(aspects) <= set(small_memory.aspects(q.category)) and len(aspects) <= 3
-    assert 1 <= len(chunks) <= 3 and all(c.user == q.user for c in chunks)
-    assert chunks == small_memory.retrieve(q.user, [q.text, *aspects], k=3)
+    assert 1 <= len(chunks) <= DEFAULT_K_MEMORY and all(c.user == q.user for c in chunks)
+    assert {c.kind for c in chunks} <= {"pattern", "profile"}  # the summary levels, never raw records
+    assert chunks == small_memory.retrieve(q.user, [q.text, *aspects], k=DEFAULT_K_MEMORY, kinds=SUMMARY_KINDS)
+    records = small_memory.retrieve(q.user, [q.text], k=50, kinds=["record"])
+    assert records and {c.kind for c in records} == {"record"}
 
 
 def test_ask_returns_ranked_items_used_memories_and_timings(assistants, small_setup):

@@ -38,7 +38,7 @@ STOPWORDS = frozenset(
 )
 
 
-# Words of the patterns and profiles this reasoner writes ("Lab (2 records): ... Typical: ...",
+# Words of the patterns and profiles this reasoner writes ("Lab (2 records): ..., Typical: ..." with typical_words,
 # "Buys mostly ...; Across categories: ..."): they say nothing about an item.
 TEMPLATE_WORDS = frozenset("records record typical buys mostly across categories purchases yet".split())
 _CODE = re.compile(r"[0-9]")
@@ -64,6 +64,7 @@ class DeterministicConfig:
     """
 
     pattern_terms: int = 8  # terms per category pattern
+    typical_words: int = 0  # words of the most typical record quoted in a pattern (the records are a level below)
     profile_categories: int = 4  # categories named in the profile
     max_aspects: int = 8  # aspects per extraction call
     min_z: float = 1.0  # aspect: log-odds z-score above this
@@ -88,7 +89,7 @@ class DeterministicReasoner:
     Example:
         >>> r = DeterministicReasoner(documents=["red glass beaker", "blue glass flask", "steel ruler"])
         >>> r.summarize_patterns("Lab", ["red glass beaker", "blue glass flask"])
-        'Lab (2 records): glass, beaker, blue, flask, red. Typical: red glass beaker'
+        'Lab (2 records): glass, beaker, blue, flask, red.'
         >>> ans = r.ideal_item_profile("a beaker for the lab", [], [MemoryChunk("u/record/0", "u", "record", "Lab", "red glass beaker")])
         >>> ans.ideal_item_profile, ans.useful_memory_ids  # "glass" is in 2 of 3 documents: too generic to add
         ('a beaker for the lab. From memory: red', ['u/record/0'])
@@ -127,8 +128,10 @@ class DeterministicReasoner:
         top = sorted(weight, key=lambda t: (-weight[t], t))[: self.config.pattern_terms]
         chosen = set(top)
         best = max(range(len(docs)), key=lambda i: (sum(weight[t] for t in set(docs[i]) & chosen), -i))
-        typical = " ".join(records[best].split()[:16])
-        return f"{category} ({len(records)} records): {', '.join(top)}. Typical: {typical}"
+        head = f"{category} ({len(records)} records): {', '.join(top)}."
+        if not self.config.typical_words:
+            return head
+        return f"{head} Typical: {' '.join(records[best].split()[: self.config.typical_words])}"
 
     def integrate_profile(self, patterns: dict[str, str]) -> str:
         if not patterns:

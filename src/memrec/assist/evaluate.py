@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from memrec.assist.catalog import CachedEncoder, ItemCatalog
 from memrec.assist.memory import MemoryConfig, MemoryIndex, build_memory
 from memrec.assist.metrics import auc, efficiency, mean_defined, ndcg_at, overlap_share, recall_at
-from memrec.assist.pipeline import SETTINGS, Assistant
+from memrec.assist.pipeline import DEFAULT_K_MEMORY, SETTINGS, Assistant
 from memrec.assist.queries import QuerySet, load_tallrec, scientific_queries
 from memrec.assist.types import MemoryChunk, Query, Reasoner
 from memrec.errors import DatasetNotFoundError
@@ -50,7 +50,7 @@ class EvalConfig:
     num_train: int = 2000
     seed: int = 0
     settings: tuple[str, ...] = SETTINGS
-    k_memory: int = 3
+    k_memory: int = DEFAULT_K_MEMORY
     tallrec: str | None = ""  # "" = DATA_DIR/tallrec-movie/test.json; None = skip
     tallrec_limit: int | None = None
     memory: MemoryConfig = field(default_factory=MemoryConfig)

@@ -160,12 +160,15 @@ class MemoryIndex:
     def aspect_chunks(self, category: str) -> list[MemoryChunk]:
         return [MemoryChunk(f"global/{category}/{i}", "", "aspect", category, a) for i, a in enumerate(self.aspects(category))]
 
-    def retrieve(self, user: str, texts: list[str], k: int = 3) -> list[MemoryChunk]:
-        """The ``k`` local chunks of ``user`` closest to the texts (mean of their unit vectors), best first.
+    def retrieve(self, user: str, texts: list[str], k: int = 3, kinds: Sequence[str] | None = None) -> list[MemoryChunk]:
+        """The ``k`` local chunks of ``user`` closest to the texts (mean of their unit vectors), best first,
+        among the chunks of the given ``kinds`` ("record", "pattern", "profile"; None: all).
 
         Ties keep the earlier chunk; fewer than ``k`` chunks are returned when the user has fewer.
         """
         rows = self._rows(user)
+        if kinds is not None:
+            rows = rows[[self.local[int(r)].kind in kinds for r in rows]]
         texts = [t for t in texts if t and t.strip()]
         if not texts or k < 1:
             return []
