@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memrec.errors import ConfigError
-from memrec.memory.index import VectorIndexError, check_vectors, exact_search, make_index
+from memrec.memory.index import GrowingRows, VectorIndexError, check_vectors, exact_search, make_index
 
 TIERS = ("short_term", "long_term", "episodic", "semantic")
 COLUMNS = ("values", "items", "importance", "created", "access", "owner", "upto", "count")
@@ -146,15 +146,26 @@ class MemoryTier:
 
     def clear(self) -> None:
         self.index = make_index(self.key_dim, "cosine", self.backend, expected_size=self.capacity)
-        self.values = torch.zeros(0, self.value_dim)  # (n, dv)
-        self.items = torch.zeros(0, dtype=torch.int64)  # (n,) -1: no item
-        self.importance = torch.zeros(0)  # (n,) i0
-        self.created = torch.zeros(0)  # (n,) step
-        self.access = torch.zeros(0)  # (n,) retrievals
-        self.owner = torch.zeros(0, dtype=torch.int64)  # (n,) -1: nobody
-        self.upto = torch.zeros(0, dtype=torch.int64)  # (n,) position of the owner's latest item inside
-        self.count = torch.zeros(0)  # (n,) entries folded in (semantic prototypes)
+        self.columns = {
+            "values": GrowingRows(torch.zeros(0, self.value_dim)),  # (n, dv)
+            "items": GrowingRows(torch.zeros(0, dtype=torch.int64)),  # (n,) -1: no item
+            "importance": GrowingRows(torch.zeros(0)),  # (n,) i0
+            "created": GrowingRows(torch.zeros(0)),  # (n,) step
+            "access": GrowingRows(torch.zeros(0)),  # (n,) retrievals
+            "owner": GrowingRows(torch.zeros(0, dtype=torch.int64)),  # (n,) -1: nobody
+            "upto": GrowingRows(torch.zeros(0, dtype=torch.int64)),  # (n,) position of the owner's latest item inside
+            "count": GrowingRows(torch.zeros(0)),  # (n,) entries folded in (semantic prototypes)
+        }
         self.meta: list[str | None] = []
+
+    values = property(lambda self: self.columns["values"].data)
+    items = property(lambda self: self.columns["items"].data)
+    importance = property(lambda self: self.columns["importance"].data)
+    created = property(lambda self: self.columns["created"].data)
+    access = property(lambda self: self.columns["access"].data)  # a view: index_add_ on it counts in place
+    owner = property(lambda self: self.columns["owner"].data)
+    upto = property(lambda self: self.columns["upto"].data)
+    count = property(lambda self: self.columns["count"].data)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -166,7 +177,7 @@ class MemoryTier:
     def add(self, keys: torch.Tensor, columns: dict[str, torch.Tensor], meta: list[str | None]) -> None:
         self.index.add(keys)
         for name in COLUMNS:
-            setattr(self, name, torch.cat([getattr(self, name), columns[name]]))
+            self.columns[name].append(columns[name])
         self.meta.extend(meta)
 
     def take(self, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str | None]]:
@@ -176,7 +187,7 @@ class MemoryTier:
         meta = [m for m, drop in zip(self.meta, mask.tolist()) if drop]
         self.index.remove(self.index.ids[mask])
         for name in COLUMNS:
-            setattr(self, name, getattr(self, name)[~mask])
+            self.columns[name].replace(getattr(self, name)[~mask])
         self.meta = [m for m, drop in zip(self.meta, mask.tolist()) if not drop]
         return keys, columns, meta
 
@@ -206,7 +217,7 @@ class MemoryTier:
         self.clear()
         self.index.load_state_dict(state["index"])
         for name in COLUMNS:
-            setattr(self, name, state[name].clone())
+            self.columns[name].replace(state[name].clone())
         self.meta = json.loads(bytes(state["meta"].tolist()).decode())
         if not len(self.index) == len(self.values) == len(self.meta):
             raise MemoryInputError(f"stored memory tier is inconsistent: {len(self.index)} keys, {len(self.values)} values, {len(self.meta)} metadata")

@@ -99,6 +99,42 @@ def select_topk(scores: torch.Tensor, valid: torch.Tensor, k: torch.Tensor | int
     return valid & (rank < k.unsqueeze(-1) if k.dim() else rank < k)
 
 
+class GrowingRows:
+    """A tensor that grows at the end: appending m rows costs O(m) amortised, because the buffer
+    doubles when it is full (re-concatenating would make n single appends cost O(n^2)).
+
+    Example:
+        >>> rows = GrowingRows(torch.zeros(0, 2))
+        >>> for i in range(3):
+        ...     rows.append(torch.full((1, 2), float(i)))
+        >>> rows.data.tolist(), len(rows)
+        ([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], 3)
+    """
+
+    def __init__(self, rows: torch.Tensor):
+        self.replace(rows)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def data(self) -> torch.Tensor:  # (n, ...): a view, so in-place updates reach the buffer
+        return self._buffer[: self._size]
+
+    def replace(self, rows: torch.Tensor) -> None:
+        """Hold exactly ``rows`` (n, ...) from now on."""
+        self._buffer, self._size = rows, len(rows)
+
+    def append(self, rows: torch.Tensor) -> None:
+        size = self._size + len(rows)
+        if size > len(self._buffer):
+            grown = self._buffer.new_empty((max(size, 2 * len(self._buffer), 64), *self._buffer.shape[1:]))
+            grown[: self._size] = self.data
+            self._buffer = grown
+        self._buffer[self._size : size] = rows
+        self._size = size
+
+
 class TorchIndex:
     """Exact search with a matmul and ``topk``: the default, and exact for every size.
 
@@ -122,34 +158,26 @@ class TorchIndex:
             raise VectorIndexError(f"metric must be one of {METRICS}, got {metric!r}")
         self.dim, self.metric = dim, metric
         self._next_id = 0
-        self._store(torch.zeros(0, dim), torch.zeros(0, dtype=torch.int64))
+        self._vectors = GrowingRows(torch.zeros(0, dim))
+        self._ids = GrowingRows(torch.zeros(0, dtype=torch.int64))
+        self._id_set: set[int] = set()
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._ids)
 
     @property
     def vectors(self) -> torch.Tensor:  # (n, d), normalised for cosine
-        return self._vectors[: self._size]
+        return self._vectors.data
 
     @property
     def ids(self) -> torch.Tensor:  # (n,)
-        return self._ids[: self._size]
+        return self._ids.data
 
     def _store(self, vectors: torch.Tensor, ids: torch.Tensor) -> None:
         """Hold exactly these vectors (n, d) and ids (n,), e.g. after a removal or a load."""
-        self._vectors, self._ids, self._size = vectors, ids, len(ids)
+        self._vectors.replace(vectors)
+        self._ids.replace(ids)
         self._id_set = set(ids.tolist())
-
-    def _append(self, vectors: torch.Tensor, ids: torch.Tensor) -> None:
-        """Add rows in amortised O(rows): the buffers double when full, so n single adds cost O(n)."""
-        size = self._size + len(ids)
-        if size > len(self._ids):
-            capacity = max(size, 2 * len(self._ids), 64)
-            grown_vectors, grown_ids = torch.empty(capacity, self.dim), torch.empty(capacity, dtype=torch.int64)
-            grown_vectors[: self._size], grown_ids[: self._size] = self.vectors, self.ids
-            self._vectors, self._ids = grown_vectors, grown_ids
-        self._vectors[self._size : size], self._ids[self._size : size] = vectors, ids
-        self._size = size
 
     def add(self, vectors: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Store vectors (n, d) under ``ids`` (n,) or fresh ids; returns the ids."""
@@ -166,7 +194,8 @@ class TorchIndex:
             raise VectorIndexError("ids must be unique: remove an id before adding it again")
         if self.metric == "cosine":
             vectors = F.normalize(vectors, dim=-1)
-        self._append(vectors, ids)
+        self._vectors.append(vectors)
+        self._ids.append(ids)
         self._id_set.update(new)
         self._next_id = max(self._next_id, int(ids.max()) + 1) if len(ids) else self._next_id
         self._added(vectors, ids)
