@@ -4,7 +4,7 @@
   was acknowledged is in the history after a restart, exactly once, and reflected in the memory.
 - Concurrency: two service processes on one Redis or PostgreSQL store, the same users written
   through both at once; zero lost updates.
-- Start-up objects are frozen out of garbage collection (no full-collection pauses under load).
+- Process settings: start-up objects frozen out of garbage collection, 256 worker threads.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from memrec.serve.app import ServeConfig
 from memrec.serve.model import ServedModel
 from memrec.serve.state import open_state
 from memrec.serve.testing import ServiceProcess
@@ -118,10 +119,12 @@ def test_two_service_processes_on_one_shared_store_lose_no_update(checkpoints, s
     check_state(checkpoint, shared_store, acked)
 
 
-def test_the_service_freezes_what_start_up_built(checkpoints, tmp_path):
-    """Full collections would otherwise walk the ~200,000 objects of torch, FastAPI and the model and
-    stall every request behind them for tens of milliseconds."""
+def test_the_service_applies_its_process_settings(checkpoints, tmp_path):
+    """Start-up objects frozen: full collections would otherwise walk the ~200,000 objects of torch,
+    FastAPI and the model and stall every request behind them for tens of milliseconds. Enough worker
+    threads: each event reply holds one while it waits for its group commit."""
     with ServiceProcess(checkpoints["ur4rec-moe"], str(tmp_path / "state.db"), token=TOKEN) as service:
         text = httpx.get(service.url + "/metrics", timeout=5.0).text
-    frozen = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("memrec_gc_frozen_objects ")]
-    assert frozen and frozen[0] > 50_000, frozen
+    values = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines() if line.startswith("memrec_") and " " in line}
+    assert values.get("memrec_gc_frozen_objects", 0) > 50_000, values
+    assert values.get("memrec_worker_threads") == ServeConfig.worker_threads == 256

@@ -27,6 +27,7 @@ class Metrics:
         self.frozen = Gauge("memrec_gc_frozen_objects", "Objects frozen out of garbage collection at start-up",
                             registry=self.registry)
         self.frozen.set_function(gc.get_freeze_count)
+        self.worker_threads = Gauge("memrec_worker_threads", "Threads for blocking handlers (event writes)", registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
