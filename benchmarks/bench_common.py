@@ -27,6 +27,24 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def ndcg10(ranks: np.ndarray) -> np.ndarray:
+    """NDCG@10 of each 0-based rank (0 beyond rank 9), for per-user comparisons."""
+    return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def paired_ci(diff: np.ndarray, resamples: int = 2000) -> list[float]:
+    """95% paired bootstrap interval of the mean of per-user differences (seed 0).
+
+    Example:
+        >>> paired_ci(np.ones(5))
+        [1.0, 1.0]
+    """
+    if not len(diff):
+        return [float("nan"), float("nan")]
+    rows = np.random.default_rng(0).integers(0, len(diff), size=(resamples, len(diff)))
+    return [float(v) for v in np.quantile(diff[rows].mean(1), [0.025, 0.975])]
+
+
 def frozen_config(model: str, dataset: str, max_minutes: float | None = None, epochs: int | None = None, **model_config) -> RunConfig:
     """The frozen ML-100K config of ``model`` (``configs/MODEL-ml-100k.yaml``) on ``dataset``, with a
     time / epoch cap and model overrides: one recipe per model on every data set, so that the models

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, metrics, relative, write_report
+from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, metrics, ndcg10, paired_ci, relative, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.dataset import SequenceDataset
@@ -105,18 +105,6 @@ def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0,
 def at10(ranks: np.ndarray) -> dict[str, float]:
     m = metrics_from_ranks(ranks, ks=(10,))
     return {"hit@10": m["hit@10"], "ndcg@10": m["ndcg@10"]}
-
-
-def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
-
-
-def paired_ci(diff: np.ndarray, resamples: int = 2000) -> list[float]:
-    """95% paired bootstrap interval of the mean of per-user differences (seed 0)."""
-    if not len(diff):
-        return [float("nan"), float("nan")]
-    rows = np.random.default_rng(0).integers(0, len(diff), size=(resamples, len(diff)))
-    return [float(v) for v in np.quantile(diff[rows].mean(1), [0.025, 0.975])]
 
 
 def halves(results: dict) -> dict:

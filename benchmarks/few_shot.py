@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import RESULTS, ROOT, fit, frozen_config, markdown_table, metrics, relative, subset_split, write_report
+from bench_common import RESULTS, ROOT, fit, frozen_config, markdown_table, metrics, ndcg10, paired_ci, relative, subset_split, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.split import EvalSet
@@ -105,19 +105,13 @@ def adapted_ranks(model, evalset: EvalSet, max_len: int) -> tuple[np.ndarray, fl
     return ranks, recorder.episodic / max(recorder.read, 1)
 
 
-def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
-
-
 def summary(ranks: np.ndarray, sasrec: np.ndarray, plain: np.ndarray, resamples: int = 2000) -> dict:
     """HR@10, NDCG@10, a paired bootstrap 95% interval of NDCG@10 minus SASRec's on the same users,
     and how often the target's rank differs from memory-moe's ordinary inference (``plain``)."""
     m = metrics_from_ranks(ranks, ks=(10,))
     out = {"hit@10": m["hit@10"], "ndcg@10": m["ndcg@10"], "rank_differs_from_memory-moe": float(np.mean(ranks != plain)) if len(ranks) else 0.0}
     if len(ranks):
-        diff = ndcg10(ranks) - ndcg10(sasrec)
-        rows = np.random.default_rng(0).integers(0, len(diff), size=(resamples, len(diff)))
-        out["ndcg@10_minus_sasrec_ci95"] = [float(v) for v in np.quantile(diff[rows].mean(1), [0.025, 0.975])]
+        out["ndcg@10_minus_sasrec_ci95"] = paired_ci(ndcg10(ranks) - ndcg10(sasrec), resamples)
     return out
 
 

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_common import RESULTS, markdown_table, relative, write_report
+from bench_common import RESULTS, markdown_table, ndcg10, paired_ci, relative, write_report
 from memrec.data import load_dataset, split_dataset
 from memrec.data.batching import eval_batches
 from memrec.data.split import EvalSet
@@ -309,18 +309,6 @@ def leak_checker(bank: Bank, held_out: EvalSet, sequences: list[np.ndarray]):
     return check
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> list[float]:
-    """95% bootstrap interval of mean(b - a) over examples."""
-    rng = np.random.default_rng(seed)
-    d = b - a
-    means = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)])
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
-
-
-def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    return np.where(ranks < 10, 1.0 / np.log2(ranks + 2), 0.0)
-
-
 def run(checkpoint: str | Path, data_dir: str | None = None, settings: list[dict] | None = None, batch_size: int = 256,
         max_valid: int | None = None, max_test: int | None = None, log=print) -> dict:
     """Tune on validation, evaluate once on test; returns the report."""
@@ -400,11 +388,11 @@ def run(checkpoint: str | Path, data_dir: str | None = None, settings: list[dict
             "memory": mem_t,
             "relative_ndcg@10": relative(mem_t["ndcg@10"], plain_t["ndcg@10"]),
             "relative_hit@10": relative(mem_t["hit@10"], plain_t["hit@10"]),
-            "ndcg@10_difference_ci95": paired_bootstrap(ndcg10(plain_test), ndcg10(test_ranks[1])),
+            "ndcg@10_difference_ci95": paired_ci(ndcg10(test_ranks[1]) - ndcg10(plain_test)),
             "memory_train_only_bank": metrics_from_ranks(train_only, ks=(10,)),
             "popularity_control": {"chosen_on_valid": chosen_pop, "valid_ndcg@10": best_pop["valid_ndcg@10"], "valid_hit@10": best_pop["valid_hit@10"],
                                    **metrics_from_ranks(test_ranks[2], ks=(10,)),
-                                   "ndcg@10_difference_vs_plain_ci95": paired_bootstrap(ndcg10(plain_test), ndcg10(test_ranks[2]))},
+                                   "ndcg@10_difference_vs_plain_ci95": paired_ci(ndcg10(test_ranks[2]) - ndcg10(plain_test))},
             "lam_sweep_not_used_for_selection": [{"lam": c["lam"], **metrics_from_ranks(r, ks=(10,))} for c, r in zip(lam_sweep, test_ranks[3:])],
         },
         "valid_grid": rows,

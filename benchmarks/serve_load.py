@@ -36,8 +36,8 @@ def ml100k_item_ids(data_dir: str) -> list[str]:
 
 async def run_phase(url: str, make_request, rate: float, seconds: float) -> dict:
     """One open-loop phase. The client's own garbage collector is off while it runs: its full
-    collections (the thousands of pending tasks) paused the client for up to 0.27 s, which the
-    figures would have charged to the service."""
+    collections (the thousands of pending tasks) paused the client, and the figures would have
+    charged those pauses to the service."""
     gc.collect()
     gc.freeze()
     gc.disable()

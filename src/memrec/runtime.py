@@ -1,17 +1,16 @@
 """Process-wide settings that memrec's command line and service apply when they start.
 
-Memory: 
-glibc's malloc hands blocks above a threshold straight to ``mmap`` and returns the top of its heap
-to the kernel once more than a threshold of it is free. A Transformer forward allocates and frees
+Memory: glibc's malloc hands blocks above a threshold straight to ``mmap`` and returns the top of its
+heap to the kernel once more than a threshold of it is free. A Transformer forward allocates and frees
 many buffers of a few MB, so by default the process page-faults (and the kernel zeroes) the same
-memory again on every batch: on ML-100K that is about a fifth of a full evaluation. Raising both
-thresholds makes freed buffers reusable; the peak memory of the process does not change, it is only
-kept until the process ends. Set ``MEMREC_MALLOC_TUNING=0`` to leave malloc as it is.
+memory again on every batch. Raising both thresholds makes freed buffers reusable; the peak memory of
+the process does not change, it is only kept until the process ends. Set ``MEMREC_MALLOC_TUNING=0``
+to leave malloc as it is.
 
 Garbage collection: a service that has loaded torch, FastAPI and a model tracks about 200,000
-Python objects, and each full collection walks all of them, a pause of 40-200 ms here that holds
-every request behind it. The service freezes what start-up built (:func:`freeze_startup_objects`),
-so that collections walk only what requests create.
+Python objects, and each full collection walks all of them, a pause of over 100 ms here that holds
+every request behind it (``benchmarks/gc_pauses.py``). The service freezes what start-up built
+(:func:`freeze_startup_objects`), so that collections walk only what requests create.
 """
 from __future__ import annotations
 

@@ -60,3 +60,17 @@ def test_continual_splits_the_time_line_and_measures_forgetting(ml100k, shared_d
         assert r["phase2"]["epochs"] == 1
     assert set(report["memory_halves_forgetting"]) == {"memory-moe, memory", "memory-moe, memory frozen in phase 2"}
     assert "forgetting" in continual.table(report)
+
+
+def test_gc_pauses_counts_what_the_service_freezes(shared_data, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    out = tmp_path / "gc.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gc_pauses.py"
+    subprocess.run([sys.executable, str(script), "--data-dir", str(shared_data), "--repeats", "1", "--json", str(out)],
+                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    report = json.loads(out.read_text())
+    assert report["tracked_objects"] > 50_000 and report["frozen_objects"] > 50_000
+    assert report["tracked_objects_after_freeze"] < 1_000

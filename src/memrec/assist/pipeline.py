@@ -25,9 +25,8 @@ from memrec.errors import ConfigError
 
 SETTINGS = ("none", "naive", "static", "hierarchical")
 # The hierarchical setting reads the summary levels of the user's memory (per-category patterns and
-# the integrated profile), the request and its aspects choosing which: on the synthetic Scientific
-# requests of seed 0 (the development seed) two such chunks matched ten raw records at 42% of their
-# tokens, while adding records to the candidates cost tokens and gained nothing.
+# the integrated profile), the request and its aspects choosing which; the README's assistant table
+# measures it against the raw records (naive) and against retrieving records too.
 SUMMARY_KINDS = ("pattern", "profile")
 DEFAULT_K_MEMORY = 2
 

@@ -57,8 +57,8 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20
     max_k: int = 1000
     # Threads for blocking handlers. An event reply waits for its group's commit on one of them, so
-    # this bounds the events per fsync: anyio's default of 40 let a 0.5 s disk stall cut /events to
-    # 80 per second and queue seconds of requests behind it.
+    # this bounds the events per fsync: with anyio's default of 40, disk stalls cut /events to 80-100
+    # per second in benchmarks/serve_load.py and queued seconds of requests behind them.
     worker_threads: int = 256
 
 
