@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from memrec.config import RunConfig
+from memrec.data import load_dataset, split_dataset
 from memrec.data.split import EvalSet, Split
 from memrec.models import build_model
+from memrec.train.checkpoint import load_checkpoint
 from memrec.train.evaluate import evaluate
 from memrec.train.trainer import Trainer, seed_everything
 
@@ -103,6 +105,20 @@ def subset_split(split: Split, users: np.ndarray, protocol: str) -> Split:
     valid = split.valid.subset(np.flatnonzero(keep[split.valid.users]))
     test = split.test.subset(np.flatnonzero(keep[split.test.users]))
     return Split(train, valid, test, protocol)
+
+
+def load_run(checkpoint: str | Path, data_dir: str | None = None):
+    """Model (eval mode), config, data set and split of a ``memrec train`` checkpoint."""
+    ckpt = load_checkpoint(checkpoint)
+    data = ckpt.config.data
+    if data_dir is not None:
+        data.data_dir = data_dir
+    data.download = False
+    ds = load_dataset(data)
+    ckpt.check_dataset(ds)
+    split = split_dataset(ds, data.split, data.valid_fraction, data.test_fraction)
+    ckpt.model.prepare(ds, split)
+    return ckpt.model.eval(), ckpt.config, ds, split
 
 
 def write_report(report: dict, path: str | Path) -> Path:

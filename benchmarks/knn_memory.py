@@ -17,7 +17,9 @@ Question: can a memory help where a user's own history cannot? The memory here i
 - **mixture**: ``p = (1 - lam) * softmax(model scores over rankable items) + lam * p_knn``, ranked as
   ``score(i) = logit(i) + softplus(log(lam / (1 - lam)) + log p_knn(i) + logsumexp(logits) - logit(i))``,
   which is ``log p(i)`` up to a per-row constant. An item no neighbour points to keeps exactly the
-  model's logit, and ``lam = 0`` gives the model's own scores bit for bit.
+  model's logit, and ``lam = 0`` gives the model's own scores bit for bit. The mixture is memrec's
+  (:mod:`memrec.memory.neighbours`, which RAMRec's neighbour memory uses); this script explores
+  more settings (inner-product similarity, larger k) and a popularity control.
 
 Ranking is memrec's: examples are batched by :func:`memrec.data.batching.eval_batches`, model
 scores come from :func:`memrec.train.evaluate.padded_scores`, ranks from
@@ -56,11 +58,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_common import RESULTS, markdown_table, ndcg10, paired_ci, relative, write_report
-from memrec.data import load_dataset, split_dataset
+from bench_common import RESULTS, load_run, markdown_table, ndcg10, paired_ci, relative, write_report
 from memrec.data.batching import eval_batches
 from memrec.data.split import EvalSet
-from memrec.train.checkpoint import load_checkpoint
+from memrec.memory.neighbours import log_ratio, memory_mass, mix_scores, mixed, seen_mask
 from memrec.train.evaluate import metrics_from_ranks, padded_scores, rank_evalset, rank_targets
 
 SIMILARITIES = ("ip", "cos")
@@ -122,45 +123,10 @@ def neighbours(bank: Bank, query: torch.Tensor, query_users: torch.Tensor, k: in
     return top.values, bank.values[top.indices], top.indices
 
 
-def _knn_mass(base: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Dense p_knn (B, N + 1): softmax(sims / T) summed per value item, zero on ``seen``, renormalised."""
-    weights = torch.softmax(sims.double() / temperature, dim=1).nan_to_num(0.0)  # -inf slots -> 0
-    weights = weights.masked_fill(seen.gather(1, values), 0.0)  # no mass on items the evaluator masks
-    total = weights.sum(dim=1, keepdim=True)
-    weights = torch.where(total > 0, weights / total.clamp_min(1e-300), weights)
-    return torch.zeros_like(base).scatter_add_(1, values, weights)  # duplicates summed per item
-
-
-def _excess(base_at: torch.Tensor, p_at: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
-    """log(p_knn / p_model) at given items (-inf where p_knn is 0)."""
-    return p_at.log() + lse - base_at
-
-
-def _mixed(base_at: torch.Tensor, excess: torch.Tensor, lam: float) -> torch.Tensor:
-    """log((1 - lam) p_model + lam p_knn) up to a per-row constant, at given items: the logit plus a
-    softplus boost that is exactly 0 where p_knn is 0."""
-    return base_at + F.softplus(math.log(lam / (1.0 - lam)) + excess)
-
-
 def memory_scores(logits: torch.Tensor, batch, sims: torch.Tensor, values: torch.Tensor, temperature: float, lam: float,
                   seen: torch.Tensor | None = None) -> torch.Tensor:
-    """Scores (B, N + 1), float64, whose ranking is that of ``(1 - lam) * p_model + lam * p_knn``.
-
-    ``logits``: the model's scores (B, N + 1); ``sims``, ``values``: (B, k) neighbours; ``seen``: an
-    optional (B, N + 1) bool mask of padding + history (built from ``batch`` if not given). Items
-    without neighbour mass keep their logit exactly; ``lam = 0`` returns the logits unchanged.
-    """
-    if not 0.0 <= lam < 1.0:
-        raise ValueError(f"lam must be in [0, 1), got {lam}")
-    base = logits.double()
-    if lam == 0.0 or values.numel() == 0:
-        return base.clone()
-    if seen is None:
-        seen = seen_mask(batch, logits.size(1))
-    lse = base.masked_fill(seen, float("-inf")).logsumexp(dim=1, keepdim=True)  # model softmax over rankable items
-    p = _knn_mass(base, seen, sims, values, temperature)
-    base_at = base.gather(1, values)
-    return base.scatter(1, values, _mixed(base_at, _excess(base_at, p.gather(1, values), lse), lam))
+    """:func:`memrec.memory.neighbours.mix_scores` with the seen mask built from ``batch`` if not given."""
+    return mix_scores(logits, seen_mask(batch, logits.size(1)) if seen is None else seen, sims, values, temperature, lam)
 
 
 class TargetRanker:
@@ -183,16 +149,16 @@ class TargetRanker:
     def neighbourhood(self, sims: torch.Tensor, values: torch.Tensor, temperature: float) -> tuple:
         """What every ``lam`` shares for one set of neighbours and temperature."""
         base = self.base
-        p = _knn_mass(base, self.seen, sims, values, temperature)
+        p = memory_mass(self.seen, sims, values, temperature)
         base_t, base_at = base.gather(1, self.targets), base.gather(1, values)
-        return values, base_t, _excess(base_t, p.gather(1, self.targets), self.lse), base_at, _excess(base_at, p.gather(1, values), self.lse)
+        return values, base_t, log_ratio(base_t, p.gather(1, self.targets), self.lse), base_at, log_ratio(base_at, p.gather(1, values), self.lse)
 
     def ranks(self, hood: tuple, lam: float) -> torch.Tensor:
         values, base_t, excess_t, base_at, excess_at = hood
         width = self.base.size(1)
-        s_t = _mixed(base_t, excess_t, lam)  # (B, 1): the target's new score
+        s_t = mixed(base_t, excess_t, lam)  # (B, 1): the target's new score
         at_least = width - torch.searchsorted(self.sorted, s_t, side="left")[:, 0]  # items whose logit >= s_t
-        s_at = _mixed(base_at, excess_at, lam)
+        s_at = mixed(base_at, excess_at, lam)
         lifted = (base_at < s_t) & (s_at >= s_t) & (values != self.targets)  # masked items are never lifted (p = 0)
         lifted = torch.zeros_like(self.seen).scatter_(1, values, lifted).sum(dim=1)  # duplicates counted once
         rank = at_least + lifted - (base_t[:, 0] >= s_t[:, 0]).long()  # the target itself, if counted
@@ -209,13 +175,6 @@ def popularity(bank: Bank, users: torch.Tensor, width: int):
         own = bank.values[bank.users == u]
         rows[r].index_add_(0, own, -torch.ones(len(own), dtype=torch.float64))
     return rows.log(), torch.arange(width).repeat(len(users), 1), None
-
-
-def seen_mask(batch, width: int) -> torch.Tensor:
-    seen = torch.zeros(len(batch.targets), width, dtype=torch.bool)
-    seen[:, 0] = True
-    seen[batch.seen_rows, batch.seen_items] = True
-    return seen
 
 
 def grid(similarities=SIMILARITIES, ks=KS, temperatures=None, lams=LAMS) -> list[dict]:
@@ -268,20 +227,6 @@ def rank_with_memory(model, evalset: EvalSet, bank: Bank, settings: list[dict], 
             out[i][rows] = (exact if exact is not None else r).numpy()
         first = False
     return out
-
-
-def load_run(checkpoint: str | Path, data_dir: str | None = None):
-    """Model (eval mode), config, data set and split of a ``memrec train`` checkpoint."""
-    ckpt = load_checkpoint(checkpoint)
-    data = ckpt.config.data
-    if data_dir is not None:
-        data.data_dir = data_dir
-    data.download = False
-    ds = load_dataset(data)
-    ckpt.check_dataset(ds)
-    split = split_dataset(ds, data.split, data.valid_fraction, data.test_fraction)
-    ckpt.model.prepare(ds, split)
-    return ckpt.model.eval(), ckpt.config, ds, split
 
 
 def bank_sequences(split, with_valid: bool) -> list[np.ndarray]:

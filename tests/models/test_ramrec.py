@@ -1,9 +1,13 @@
-"""RAMRec: memory trained end to end, causal entries, banks keyed by the real user, ablation switches."""
+"""RAMRec: memory trained end to end, causal entries, banks keyed by the real user, ablation switches,
+the neighbour memory built after training."""
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from memrec.config import RunConfig
+from memrec.data.split import Split
 from memrec.data.batching import TrainBatch, TrainBatches, make_eval_batch, training_windows
 from memrec.errors import ConfigError, UnknownItemError
 from memrec.memory.episodic import adaptive_k, diversity
@@ -177,3 +181,36 @@ def test_bad_configs_and_inputs_are_refused():
         model.update_memory(torch.tensor([0, 1]), [np.array([1, 2])])
     with pytest.raises(ConfigError, match="unknown keys"):
         RunConfig.from_dict({"model": "ramrec", "model_config": {"memory_size": 3}})
+
+
+def test_after_training_builds_the_neighbour_memory_from_training_positions_only(trained, ml100k, ml100k_split, tmp_path):
+    model = copy.deepcopy(trained)
+    users = np.arange(200)
+    split = Split(ml100k_split.train[:200], ml100k_split.valid.subset(users), ml100k_split.test.subset(users), ml100k_split.protocol)
+    info = model.after_training(split, MAX_LEN, batch_size=128, log=lambda *_: None)["neighbour_memory"]
+    mem = model.neighbours
+    assert len(mem) == info["entries"] == sum(len(s) - 1 for s in split.train)
+    for owner in (0, 57, 199):
+        values = mem.values[mem.owners == owner].tolist()
+        assert values == split.train[owner][1:].tolist()  # the user's training items after the first, nothing held out
+    assert info["grid"][0]["weight"] == 0.0 and info["valid_ndcg@10_with"] >= info["valid_ndcg@10_without"]
+
+    model.neighbours.set(k=64, temperature=0.3, weight=0.5)  # in use, whatever validation chose
+    b = make_eval_batch(users[:40], split.test.histories[:40], split.test.targets[:40], MAX_LEN)
+    plain = model._scores_and_queries(b)[0]
+    assert not torch.equal(model.score_all(b), plain.double())
+    evalset = split.test.subset(np.arange(60))
+    reference = rank_evalset(model, evalset, MAX_LEN, batch_size=60)
+    assert np.array_equal(rank_evalset(model, evalset, MAX_LEN, batch_size=7), reference)
+
+    config = RunConfig.from_dict({"model": "ramrec", "data": {"max_len": MAX_LEN}, "model_config": {"hidden_size": 32, "inner_size": 64}})
+    save_checkpoint(tmp_path / "m.pt", model, config, ml100k)
+    loaded = load_checkpoint(tmp_path / "m.pt").model
+    assert len(loaded.neighbours) == len(mem) and loaded.neighbours.k == 64 and loaded.neighbours.weight == 0.5
+    assert torch.equal(loaded.score_all(b), model.score_all(b))
+
+
+def test_neighbours_off_builds_nothing(trained, ml100k_split):
+    model = copy.deepcopy(trained)
+    model.config.neighbours = False
+    assert model.after_training(ml100k_split, MAX_LEN, log=lambda *_: None) == {} and len(model.neighbours) == 0

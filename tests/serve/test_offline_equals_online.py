@@ -1,6 +1,7 @@
 """Online equals offline: what ``GET /recommend`` answers after a user's events is what the model
 ranks offline (``SequentialRecommender.recommend``) for the same history, for every model; RAMRec
-also reads the same per-user bank, and a user the training data did not have reads none."""
+also reads the same per-user bank and neighbour memory, and a user the training data did not have
+reads no bank."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from memrec.config import RunConfig
-from memrec.data import load_dataset
+from memrec.data import load_dataset, split_dataset
 from memrec.data.batching import make_eval_batch
 from memrec.models import MODELS, build_model
 from memrec.serve.app import ServeConfig, create_app
@@ -24,9 +25,12 @@ K = 20
 MAX_LEN = 8
 
 
-def offline(checkpoint, history: list[str], user: int = -1) -> list[tuple[str, float]]:
-    """Top K of a freshly loaded checkpoint for ``history`` (raw ids) as user index ``user`` (-1: anonymous)."""
+def offline(checkpoint, history: list[str], user: int = -1, neighbours: bool = True) -> list[tuple[str, float]]:
+    """Top K of a freshly loaded checkpoint for ``history`` (raw ids) as user index ``user`` (-1: anonymous);
+    ``neighbours=False`` turns a RAMRec's neighbour memory off."""
     ckpt = load_checkpoint(checkpoint)
+    if not neighbours:
+        ckpt.model.neighbours.set(k=0, temperature=1.0, weight=0.0)
     index = {raw: i for i, raw in enumerate(ckpt.item_ids)}
     seen = np.array([index[i] for i in history], dtype=np.int64)
     items, scores = ckpt.model.recommend(make_eval_batch(np.array([user]), [seen], np.array([0]), ckpt.model.max_len), k=K)
@@ -62,7 +66,7 @@ USERS = ["alice", "bob", "carol", "dave"]
 @pytest.fixture(scope="module")
 def ramrec(tmp_path_factory):
     """A RAMRec checkpoint of a small JSON data set whose banks hold each user's first 10 items (the
-    bank a user's old history leaves), and each user's full sequence of 20 items."""
+    bank a user's old history leaves), with a neighbour memory in use, and each user's full sequence of 20 items."""
     folder = tmp_path_factory.mktemp("ramrec")
     rng = np.random.default_rng(1)
     raw = {user: [f"m{i}" for i in rng.permutation(40)[:20]] for user in USERS}
@@ -73,6 +77,8 @@ def ramrec(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("ramrec", ds.num_items, MAX_LEN, config.model_config).eval()
     model.update_memory(torch.arange(len(USERS)), [ds.sequences[ds.user_index(u)][:10] for u in USERS])
+    model.after_training(split_dataset(ds), MAX_LEN, log=lambda *_: None)
+    model.neighbours.set(k=8, temperature=0.3, weight=0.5)  # in use, whatever validation chose
     save_checkpoint(folder / "ramrec.pt", model, config, ds)
     return folder / "ramrec.pt", raw, ds
 
@@ -88,6 +94,7 @@ def test_ramrec_serves_a_known_user_from_their_own_bank(ramrec, tmp_path):
     got = online(client, "bob", raw["bob"])
     assert_same_ranking(got, offline(checkpoint, raw["bob"], bob))
     assert got != offline(checkpoint, raw["bob"]), "the bank changed nothing: the test would not see a wrong bank"
+    assert got != offline(checkpoint, raw["bob"], bob, neighbours=False), "the neighbour memory changed nothing"
     for name, tensor in client.app.state.served.model.bank.state_dict().items():  # read-only while serving
         assert torch.equal(tensor, before[name]), name
 

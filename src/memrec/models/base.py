@@ -71,6 +71,13 @@ class SequentialRecommender(nn.Module):
         """Called with the data set and its split before training or evaluation; models that read item
         side information or users' full sequences take them here. The base model needs nothing."""
 
+    def after_training(self, split, max_len: int, batch_size: int = 256, log=print) -> dict:
+        """Called once the best weights are restored, before the final evaluation: models that build
+        state from the training data with their trained weights (and choose its settings on
+        ``split.valid``) do it here and return what they chose, for ``metrics.json``. The base model
+        has nothing to do."""
+        return {}
+
     def score_all(self, batch: EvalBatch) -> torch.Tensor:
         """Scores of every item (column 0 = padding) for each row: (B, N + 1)."""
         return self.encode(batch.history, batch.lengths, batch.users) @ self.item_embeddings().T

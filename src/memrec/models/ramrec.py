@@ -21,21 +21,30 @@ K per position comes from the diversity (entropy) of the visible entries' items 
 :mod:`memrec.memory.episodic`), or is fixed with ``fixed_k``. ``use_memory=False`` is the plain
 backbone; ``public_code_mode=True`` mimics the public code for the ablation: memory unused in
 training, one softmax-pooled vector per position (a single key), fusion weights never trained.
+
+**Neighbour memory** (``neighbours=True``): the user's own bank can only point at items the user has
+seen, which full ranking masks. After training, every training position of every user becomes an
+entry of a :class:`~memrec.memory.neighbours.NeighbourMemory` (key: the window state at that
+position, without the bank; value: the next item; keyed by its owner), and at evaluation the user's
+window state retrieves the nearest entries of *other* users and mixes their next items into the
+scores. Its ``k``, temperature and weight are chosen on validation (:meth:`after_training`), the
+weight 0 among them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memrec.data.batching import TrainBatch
+from memrec.data.batching import EvalBatch, TrainBatch, eval_batches
 from memrec.errors import ConfigError
 from memrec.memory.episodic import EpisodicConfig, EpisodicMemory, adaptive_k, diversity
 from memrec.memory.index import select_topk
+from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, seen_mask, tune
 from memrec.models.sasrec import SASRec, SASRecConfig
 
 
@@ -55,6 +64,10 @@ class RAMRecConfig(SASRecConfig):
     w_usefulness: float = 1.0
     recency_scale: float = 1000.0
     public_code_mode: bool = False  # ablation: pooled single vector, untrained fusion, no memory in training
+    neighbours: bool = True  # after training, a memory of other users' training positions, tuned on validation
+    neighbour_ks: list[int] = field(default_factory=lambda: list(NeighbourGrid.ks))
+    neighbour_temperatures: list[float] = field(default_factory=lambda: list(NeighbourGrid.temperatures))
+    neighbour_weights: list[float] = field(default_factory=lambda: list(NeighbourGrid.weights))
 
 
 class MemoryCrossAttention(nn.Module):
@@ -127,6 +140,7 @@ class RAMRec(SASRec):
         self.cross.apply(self._init)
         self.gate.apply(self._init)
         self.bank = EpisodicMemory(d, EpisodicConfig(config.bank_capacity, config.w_frequency, config.w_recency, config.w_usefulness, config.recency_scale))
+        self.neighbours = NeighbourMemory(d)
         if config.public_code_mode:  # the public code never trains the fusion
             for p in [*self.cross.parameters(), *self.gate.parameters()]:
                 p.requires_grad_(False)
@@ -181,19 +195,64 @@ class RAMRec(SASRec):
         return self.read_memory(hidden, *self.window_entries(hidden, items))[0]
 
     def encode_last(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        return self.last_states(items, last, users)[0]
+
+    def last_states(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """States at position ``last`` of each row, (B, L), (B,) -> two (B, d): the user vector (window
+        and, at evaluation, the user's bank) and the window-only state, the neighbour memory's query."""
         if not self._memory_in_use():
-            return super().encode_last(items, last, users)
+            state = super().encode_last(items, last, users)
+            return state, state
         hidden = self.encoder(self.embed(items))  # (B, L, d)
         rows = torch.arange(len(last), device=items.device)
         keys, followed, visible = self.window_entries(hidden, items)
         visible = visible[rows, last].unsqueeze(1)  # (B, 1, L-1)
-        if users is not None and self.config.bank_at_eval and not self.training and self.bank.num_slots:
-            bank_keys, bank_items = self.bank.gather(users)  # (B, C, d), (B, C)
-            in_window = ((bank_items[:, :, None] == followed[:, None, :]) & visible).any(-1)  # (B, C)
-            keys = torch.cat([keys, bank_keys], 1)
-            followed = torch.cat([followed, bank_items], 1)
-            visible = torch.cat([visible, ((bank_items > 0) & ~in_window).unsqueeze(1)], 2)
-        return self.read_memory(hidden[rows, last].unsqueeze(1), keys, followed, visible)[0][:, 0]
+        query = hidden[rows, last].unsqueeze(1)  # (B, 1, d)
+        window = self.read_memory(query, keys, followed, visible)[0][:, 0]
+        if users is None or not self.config.bank_at_eval or self.training or not self.bank.num_slots:
+            return window, window
+        bank_keys, bank_items = self.bank.gather(users)  # (B, C, d), (B, C)
+        in_window = ((bank_items[:, :, None] == followed[:, None, :]) & visible).any(-1)  # (B, C)
+        keys = torch.cat([keys, bank_keys], 1)
+        followed = torch.cat([followed, bank_items], 1)
+        visible = torch.cat([visible, ((bank_items > 0) & ~in_window).unsqueeze(1)], 2)
+        return self.read_memory(query, keys, followed, visible)[0][:, 0], window
+
+    def score_all(self, batch: EvalBatch) -> torch.Tensor:
+        """The model's scores, mixed with the neighbour memory when it is in use: (B, N + 1)."""
+        logits, queries = self._scores_and_queries(batch)
+        if self.training or not self.neighbours.active:
+            return logits
+        return self.neighbours.mix(logits, seen_mask(batch, logits.size(1)), queries, batch.users)
+
+    def _scores_and_queries(self, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_items(batch.history)
+        user, window = self.last_states(batch.history, (batch.lengths - 1).clamp(min=0), batch.users)
+        return user @ self.item_embeddings().T, window
+
+    @torch.no_grad()  # not inference mode: the memory's tensors are kept and read later with autograd on
+    def after_training(self, split, max_len: int, batch_size: int = 256, log=print) -> dict:
+        """Build the neighbour memory from the training sequences and choose its setting on validation."""
+        if not self.config.neighbours:
+            return {}
+        was = self.training
+        self.eval()
+        try:
+            moments, _ = contexts(split.train)  # training positions only: no held-out target is a value
+            keys = torch.zeros(len(moments), self.config.hidden_size)
+            for rows, batch in eval_batches(moments, max_len, batch_size):
+                keys[torch.from_numpy(rows)] = self.last_states(batch.history, batch.lengths - 1)[1]
+            self.neighbours.build(keys, torch.from_numpy(moments.targets), torch.from_numpy(moments.users))
+            grid = NeighbourGrid(tuple(self.config.neighbour_ks), tuple(self.config.neighbour_temperatures), tuple(self.config.neighbour_weights))
+            table = tune(self.neighbours, split.valid, max_len, self._scores_and_queries, grid, batch_size)
+        finally:
+            self.train(was)
+        chosen = {"k": self.neighbours.k, "temperature": self.neighbours.temperature, "weight": self.neighbours.weight}
+        plain = table[0]["ndcg@10"]
+        best = max(row["ndcg@10"] for row in table)
+        log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {best:.4f}")
+        return {"neighbour_memory": {"entries": len(self.neighbours), "chosen": chosen, "valid_ndcg@10_without": plain,
+                                     "valid_ndcg@10_with": best, "grid": table}}
 
     def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
         """Next-item loss through the memory; also writes the window's entries into the users' banks."""

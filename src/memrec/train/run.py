@@ -52,6 +52,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
         writer.close()
 
     t = config.train
+    chosen_after_training = model.after_training(split, config.data.max_len, t.eval_batch_size, log)
     valid = evaluate(model, split.valid, config.data.max_len, t.eval_batch_size, t.metric_ks)
     tic = time.perf_counter()
     test = evaluate(model, split.test, config.data.max_len, t.eval_batch_size, t.metric_ks)
@@ -71,6 +72,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
         "dataset_stats": ds.stats(),
         "valid": valid,
         "test": test,
+        **chosen_after_training,
         "curve": [{"epoch": r.epoch, "loss": r.loss, "train_seconds": r.train_seconds, "valid": r.valid} for r in result.history],
         "threads": t.threads,
         "torch": torch.__version__,

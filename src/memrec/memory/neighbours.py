@@ -1,0 +1,230 @@
+"""A memory of other users' moments: the nearest contexts of other users, and what they did next.
+
+A user's own history cannot tell a sequence model anything it does not already read, and full
+ranking masks every item of it. Other users' histories can. This memory holds one entry per
+training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
+
+- **key**: the model's state after the owner's items ``0..t`` (unit-normalised), **value**: the item
+  at ``t + 1``, **owner**: the user the entry belongs to.
+- **query**: the state of the user being ranked. The ``k`` nearest entries of *other* owners (exact
+  cosine search, a matmul and ``topk``) give a distribution over their next items::
+
+      p_mem(i) = sum over neighbours n with value i of softmax_n(cos(q, key_n) / T)
+
+  with no mass on padding or on items the user has seen (renormalised over the rest).
+- **mixture**: ``p = (1 - w) p_model + w p_mem``, ranked through
+  ``score(i) = logit(i) + softplus(log(w / (1 - w)) + log p_mem(i) + logsumexp(logits) - logit(i))``,
+  which is ``log p(i)`` up to a per-row constant: an item no neighbour points to keeps exactly its
+  logit, and ``w = 0`` returns the model's scores unchanged.
+
+``k``, ``T`` and ``w`` are chosen on validation (:func:`tune`), the weight 0 among the candidates, so
+a data set where neighbours do not help keeps the model's own ranking. Entries are built from
+training sequences only, so no entry holds a validation or test target.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memrec.data.batching import EvalBatch, eval_batches
+from memrec.data.split import EvalSet
+
+
+@dataclass
+class NeighbourGrid:
+    """Candidate settings tried on validation; the weight 0 (no memory) is always among them."""
+
+    ks: tuple[int, ...] = (32, 128, 512, 2048)
+    temperatures: tuple[float, ...] = (0.1, 0.3)
+    weights: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+
+    def settings(self) -> list[tuple[int, float, float]]:
+        if min(self.ks) < 1 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights):
+            raise ValueError(f"expected ks >= 1, temperatures > 0 and weights in (0, 1), got {self}")
+        return [(0, 1.0, 0.0)] + [(k, t, w) for k in self.ks for t in self.temperatures for w in self.weights]
+
+
+def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
+    """Every position ``t >= 1`` of every sequence as an example (owner, items before t, item t), and t.
+
+    Example:
+        >>> moments, positions = contexts([np.array([5, 6, 7]), np.array([8])])
+        >>> moments.users.tolist(), [h.tolist() for h in moments.histories], moments.targets.tolist(), positions.tolist()
+        ([0, 0], [[5], [5, 6]], [6, 7], [1, 2])
+    """
+    owners, histories, values, positions = [], [], [], []
+    for user, seq in enumerate(sequences):
+        for t in range(1, len(seq)):
+            owners.append(user)
+            histories.append(seq[:t])
+            values.append(int(seq[t]))
+            positions.append(t)
+    return EvalSet(np.array(owners, dtype=np.int64), histories, np.array(values, dtype=np.int64)), np.array(positions, dtype=np.int64)
+
+
+def seen_mask(batch: EvalBatch, width: int) -> torch.Tensor:
+    """(B, width) bool: padding (column 0) and every item of each row's full history. B counts the
+    batch's users (an evaluation batch may be padded with empty rows that have no target)."""
+    seen = torch.zeros(len(batch.users), width, dtype=torch.bool)
+    seen[:, 0] = True
+    seen[batch.seen_rows, batch.seen_items] = True
+    return seen
+
+
+def memory_mass(seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
+    """p_mem (B, N + 1), float64: softmax(sims / T) summed per value item, zero on ``seen``, renormalised.
+    sims, values (B, k); slots with similarity -inf carry no mass."""
+    weights = torch.softmax(sims.double() / temperature, dim=1).nan_to_num(0.0)
+    weights = weights.masked_fill(seen.gather(1, values.clamp(min=0)) | (values < 0), 0.0)
+    total = weights.sum(dim=1, keepdim=True)
+    weights = torch.where(total > 0, weights / total.clamp_min(1e-300), weights)
+    return torch.zeros(seen.shape, dtype=torch.float64).scatter_add_(1, values.clamp(min=0), weights)
+
+
+def log_ratio(logits_at: torch.Tensor, mass_at: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """log(p_mem / p_model) at given items (-inf where p_mem is 0); ``lse`` = logsumexp of the rankable logits."""
+    return mass_at.log() + lse - logits_at
+
+
+def mixed(logits_at: torch.Tensor, ratio: torch.Tensor, weight: float) -> torch.Tensor:
+    """log((1 - w) p_model + w p_mem) up to a per-row constant: the logit plus a boost that is 0 where p_mem is 0."""
+    return logits_at + F.softplus(math.log(weight / (1.0 - weight)) + ratio)
+
+
+def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float, weight: float) -> torch.Tensor:
+    """Scores (B, N + 1), float64, ranked as ``(1 - w) softmax(logits over unseen items) + w p_mem``.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 2.0, 1.0, 0.5]])
+        >>> seen = torch.tensor([[True, False, False, False]])
+        >>> sims, values = torch.tensor([[0.9, 0.8]]), torch.tensor([[3, 3]])
+        >>> mix_scores(logits, seen, sims, values, 0.3, 0.0).argmax().item(), mix_scores(logits, seen, sims, values, 0.3, 0.9).argmax().item()
+        (1, 3)
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"the memory weight must be in [0, 1), got {weight}")
+    base = logits.double()
+    if weight == 0.0 or values.numel() == 0:
+        return base.clone()
+    lse = base.masked_fill(seen, float("-inf")).logsumexp(dim=1, keepdim=True)
+    mass = memory_mass(seen, sims, values, temperature)
+    at = values.clamp(min=0)
+    base_at = base.gather(1, at)
+    boosted = mixed(base_at, log_ratio(base_at, mass.gather(1, at), lse), weight)
+    return base.scatter(1, at, torch.where(values >= 0, boosted, base_at))
+
+
+class NeighbourMemory(nn.Module):
+    """Entries of every user's training positions, and the chosen ``k``, ``T`` and weight, saved with the model.
+
+    Example:
+        >>> mem = NeighbourMemory(dim=2)
+        >>> mem.build(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]), torch.tensor([4, 5, 6]), torch.tensor([0, 1, 2]))
+        >>> sims, values = mem.search(torch.tensor([[1.0, 0.0]]), users=torch.tensor([0]), k=2)  # user 0's own entry is skipped
+        >>> values.tolist()
+        [[6, 5]]
+        >>> mem.set(k=2, temperature=0.1, weight=0.5)
+        >>> mem.active
+        True
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("keys", torch.zeros(0, dim))  # (M, d), unit rows
+        self.register_buffer("values", torch.zeros(0, dtype=torch.int64))  # (M,) the item that followed
+        self.register_buffer("owners", torch.zeros(0, dtype=torch.int64))  # (M,) user index of each entry
+        self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))  # k, temperature, weight
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def k(self) -> int:
+        return int(self.setting[0])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.setting[1])
+
+    @property
+    def weight(self) -> float:
+        return float(self.setting[2])
+
+    @property
+    def active(self) -> bool:
+        return self.weight > 0 and self.k > 0 and len(self) > 0
+
+    def set(self, k: int, temperature: float, weight: float) -> None:
+        if k < 0 or temperature <= 0 or not 0 <= weight < 1:
+            raise ValueError(f"expected k >= 0, temperature > 0 and weight in [0, 1), got {k}, {temperature}, {weight}")
+        self.setting = torch.tensor([float(k), temperature, weight], dtype=torch.float64)
+
+    def build(self, keys: torch.Tensor, values: torch.Tensor, owners: torch.Tensor) -> None:
+        """Hold these entries: keys (M, d), values and owners (M,)."""
+        if keys.shape != (len(values), self.dim) or owners.shape != values.shape:
+            raise ValueError(f"expected keys (M, {self.dim}) and values, owners (M,), got {tuple(keys.shape)}, {tuple(values.shape)}, {tuple(owners.shape)}")
+        if not torch.isfinite(keys).all():
+            raise ValueError("neighbour memory keys contain NaN or infinite values")
+        order = torch.sort(owners, stable=True).indices  # entries grouped by owner: a user's own are one range
+        self.keys = F.normalize(keys.detach().float(), dim=1)[order]
+        self.values, self.owners = values.to(torch.int64)[order], owners.to(torch.int64)[order]
+
+    def search(self, queries: torch.Tensor, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` nearest entries of other users: queries (B, d), users (B,) -> cosine similarities
+        and values (B, k'), k' = min(k, M); missing slots have similarity -inf and value -1."""
+        sims = F.normalize(queries.float(), dim=1) @ self.keys.T  # (B, M): exact search
+        starts = torch.searchsorted(self.owners, users)
+        counts = torch.searchsorted(self.owners, users, right=True) - starts  # (B,) the user's own entries
+        rows = torch.repeat_interleave(torch.arange(len(users)), counts)
+        sims[rows, torch.repeat_interleave(starts - counts.cumsum(0) + counts, counts) + torch.arange(int(counts.sum()))] = float("-inf")
+        top = sims.topk(min(k, sims.size(1)), dim=1)
+        found = torch.isfinite(top.values)
+        return top.values, torch.where(found, self.values[top.indices], torch.full_like(top.indices, -1))
+
+    def mix(self, logits: torch.Tensor, seen: torch.Tensor, queries: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """The model's scores (B, N + 1) mixed with the memory at the chosen setting (float64)."""
+        if not self.active:
+            return logits
+        sims, values = self.search(queries, users, self.k)
+        return mix_scores(logits, seen, sims, values, self.temperature, self.weight)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        if prefix + "keys" not in state_dict:  # a checkpoint from before this memory existed: stay empty
+            return
+        for name in ("keys", "values", "owners"):  # entries vary in number: take the stored sizes
+            setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+
+@torch.no_grad()
+def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]],
+         grid: NeighbourGrid, batch_size: int = 256) -> list[dict]:
+    """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best (ties: the smaller weight).
+
+    ``states(batch)`` returns the model's own scores (B, N + 1) and the queries (B, d). The neighbours are
+    searched once per batch at the largest k. Returns one row per setting, in grid order.
+    """
+    from memrec.train.evaluate import metrics_from_ranks, rank_targets  # the evaluator's own ranking
+
+    settings = grid.settings()
+    kmax = max(k for k, _, _ in settings)
+    ranks = [np.zeros(len(evalset), dtype=np.int64) for _ in settings]
+    for rows, batch in eval_batches(evalset, max_len, batch_size):
+        logits, queries = states(batch)
+        seen = seen_mask(batch, logits.size(1))
+        sims, values = memory.search(queries, batch.users, kmax) if len(memory) else (logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0))
+        for i, (k, temperature, weight) in enumerate(settings):
+            scores = mix_scores(logits, seen, sims[:, :k], values[:, :k], temperature, weight)
+            ranks[i][rows] = rank_targets(scores, batch).numpy()
+    table = [{"k": k, "temperature": t, "weight": w, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"]}
+             for (k, t, w), r in zip(settings, ranks)]
+    best = max(table, key=lambda row: (row["ndcg@10"], -row["weight"]))
+    memory.set(best["k"], best["temperature"], best["weight"])
+    return table

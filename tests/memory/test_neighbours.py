@@ -1,0 +1,139 @@
+"""The neighbour memory: other users' entries only, a mixture that leaves the model alone at weight 0,
+and a setting chosen on validation that keeps weight 0 when neighbours do not help."""
+import numpy as np
+import pytest
+import torch
+
+from memrec.data.batching import make_eval_batch
+from memrec.data.split import EvalSet
+from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, memory_mass, mix_scores, seen_mask, tune
+
+
+def memory(n=40, dim=4, users=5, items=20, seed=0) -> NeighbourMemory:
+    g = torch.Generator().manual_seed(seed)
+    mem = NeighbourMemory(dim)
+    mem.build(torch.randn(n, dim, generator=g), torch.randint(1, items + 1, (n,), generator=g), torch.arange(n) % users)
+    return mem
+
+
+def test_search_returns_the_nearest_entries_of_other_users_only():
+    mem = memory()
+    queries = torch.randn(6, 4)
+    users = torch.tensor([0, 1, 2, 3, 4, 7])
+    sims, values = mem.search(queries, users, k=8)
+    cos = torch.nn.functional.normalize(queries, dim=1) @ mem.keys.T
+    for r, u in enumerate(users.tolist()):
+        others = (mem.owners != u).nonzero().flatten()
+        best = others[cos[r, others].argsort(descending=True)[:8]]
+        assert values[r].tolist() == mem.values[best].tolist()
+        assert torch.allclose(sims[r], cos[r, best])
+
+
+def test_search_pads_missing_neighbours():
+    mem = NeighbourMemory(2)
+    mem.build(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([3, 4]), torch.tensor([0, 1]))
+    sims, values = mem.search(torch.tensor([[1.0, 1.0]]), torch.tensor([0]), k=3)
+    assert values.tolist() == [[4, -1]] and sims[0, 1] == float("-inf")  # one other user's entry; the own one is masked
+
+
+def test_weight_zero_is_the_model_and_unpointed_items_keep_their_logits():
+    logits = torch.randn(3, 21)
+    seen = torch.zeros(3, 21, dtype=torch.bool)
+    seen[:, 0] = True
+    seen[0, 5] = True
+    sims, values = torch.randn(3, 4), torch.tensor([[5, 6, 6, 7], [1, 2, 3, -1], [9, 9, 9, 9]])
+    assert torch.equal(mix_scores(logits, seen, sims, values, 0.3, 0.0), logits.double())
+    mixed = mix_scores(logits, seen, sims, values, 0.3, 0.5)
+    pointed = torch.zeros_like(seen)
+    pointed.scatter_(1, values.clamp(min=0), values >= 0)
+    pointed[0, 5] = False  # a seen item gets no mass
+    assert torch.equal(mixed[~pointed], logits.double()[~pointed])
+    assert (mixed[pointed] > logits.double()[pointed]).all()
+
+
+def test_the_mixture_ranks_as_the_explicit_probability_mixture():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 31, generator=g) * 3
+    seen = torch.rand(4, 31, generator=g) < 0.2
+    seen[:, 0] = True
+    sims, values = torch.rand(4, 6, generator=g), torch.randint(1, 31, (4, 6), generator=g)
+    scores = mix_scores(logits, seen, sims, values, 0.2, 0.4)
+    p_model = torch.softmax(logits.double().masked_fill(seen, float("-inf")), dim=1)
+    p = 0.6 * p_model + 0.4 * memory_mass(seen, sims, values, 0.2)
+    for r in range(4):  # same order of the rankable items, and log p up to a row constant
+        rankable = ~seen[r]
+        diff = scores[r, rankable] - p[r, rankable].log()
+        assert torch.allclose(diff, diff[0].expand_as(diff), atol=1e-9)
+
+
+def test_memory_mass_is_a_distribution_over_unseen_items():
+    seen = torch.zeros(2, 10, dtype=torch.bool)
+    seen[:, 0] = True
+    seen[0, 3] = True
+    mass = memory_mass(seen, torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.2, float("-inf")]]), torch.tensor([[3, 4, 4], [7, 8, -1]]), 0.3)
+    assert mass[0, 3] == 0 and mass[0, 4] == pytest.approx(1.0)
+    assert mass[1, 7] == pytest.approx(0.5) and mass[1].sum() == pytest.approx(1.0)
+
+
+def test_contexts_hold_every_training_position_and_nothing_after_it():
+    sequences = [np.array([1, 2, 3, 4]), np.array([], dtype=np.int64), np.array([9, 8])]
+    moments, positions = contexts(sequences)
+    assert moments.users.tolist() == [0, 0, 0, 2] and positions.tolist() == [1, 2, 3, 1]
+    for h, v, t, u in zip(moments.histories, moments.targets, positions, moments.users):
+        assert h.tolist() == sequences[u][:t].tolist() and v == sequences[u][t]
+
+
+def _pointing_memory(targets: np.ndarray, towards: bool) -> tuple[NeighbourMemory, callable]:
+    """Queries are one-hot per example; another user's entry with the same key points at the example's
+    target (``towards``) or at a fixed wrong item."""
+    n = len(targets)
+    mem = NeighbourMemory(n)
+    values = torch.from_numpy(targets) if towards else torch.full((n,), 49)
+    mem.build(torch.eye(n), values, torch.arange(n) + 1000)
+
+    def states(batch):
+        g = torch.Generator().manual_seed(int(batch.users[0]))
+        return torch.randn(len(batch.users), 51, generator=g), torch.eye(n)[batch.users]
+    return mem, states
+
+
+@pytest.mark.parametrize("towards", [True, False])
+def test_tune_uses_the_memory_only_when_it_helps(towards):
+    targets = np.arange(1, 31)
+    evalset = EvalSet(np.arange(30), [np.array([40 + (i % 5)]) for i in range(30)], targets)
+    mem, states = _pointing_memory(targets, towards)
+    table = tune(mem, evalset, max_len=5, states=states, grid=NeighbourGrid(ks=(1, 4), temperatures=(0.1,), weights=(0.3, 0.7)))
+    assert len(table) == 1 + 2 * 2 and table[0]["weight"] == 0.0
+    if towards:
+        assert mem.weight > 0 and max(r["ndcg@10"] for r in table) > table[0]["ndcg@10"]
+    else:
+        assert mem.weight == 0.0 and not mem.active
+
+
+def test_state_dict_round_trip_and_old_checkpoints():
+    mem = memory()
+    mem.set(k=8, temperature=0.3, weight=0.5)
+    other = NeighbourMemory(4)
+    other.load_state_dict(mem.state_dict())
+    assert torch.equal(other.keys, mem.keys) and torch.equal(other.values, mem.values) and (other.k, other.weight) == (8, 0.5)
+    old = NeighbourMemory(4)
+    old.load_state_dict({}, strict=True)  # written before the memory existed: empty, inactive
+    assert len(old) == 0 and not old.active
+
+
+def test_bad_input_is_refused():
+    mem = NeighbourMemory(4)
+    with pytest.raises(ValueError, match="expected keys"):
+        mem.build(torch.randn(3, 5), torch.ones(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="NaN"):
+        mem.build(torch.full((2, 4), float("nan")), torch.ones(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="weight"):
+        mem.set(k=4, temperature=0.3, weight=1.0)
+    with pytest.raises(ValueError, match="weights in"):
+        NeighbourGrid(weights=(0.0,)).settings()
+
+
+def test_seen_mask_marks_padding_and_the_full_history():
+    b = make_eval_batch(np.array([0, 1]), [np.array([2, 3]), np.array([4])], np.array([5, 6]), max_len=1)
+    seen = seen_mask(b, 8)
+    assert seen[0].nonzero().flatten().tolist() == [0, 2, 3] and seen[1].nonzero().flatten().tolist() == [0, 4]
