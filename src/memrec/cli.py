@@ -156,7 +156,7 @@ def cmd_serve(args, extra) -> None:
         raise MemrecError(f"memrec serve needs the serve extra ({exc.name} is missing): pip install 'memrec[serve]'") from None
     token = args.token or os.environ.get("MEMREC_SERVE_TOKEN") or None
     config = ServeConfig(checkpoint=args.checkpoint, store=args.store, token=token, reset_memories=args.reset_memories,
-                         max_body_bytes=args.max_body_bytes)
+                         max_body_bytes=args.max_body_bytes, worker_threads=args.worker_threads)
     app = create_app(config)  # loads the model and opens the store first: a version mismatch stops here
     freeze_startup_objects()
     print(f"memrec serve: {app.state.served.name} on http://{args.host}:{args.port} (store {app.state.store!r})", file=sys.stderr, flush=True)
@@ -207,6 +207,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token for writes and admin endpoints (else $MEMREC_SERVE_TOKEN; none: open)")
     p.add_argument("--reset-memories", action="store_true", help="forget memories written by another model (event logs are kept)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--worker-threads", type=int, default=256,
+                   help="threads for blocking handlers; an event reply holds one while it waits for its group commit (default 256)")
     p.add_argument("--log-level", default="warning")
 
     from memrec.assist.cli import add_arguments as add_assist_arguments

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from memrec.errors import ConfigError
 from memrec.serve.app import ServeConfig
 from memrec.serve.model import ServedModel
 from memrec.serve.state import open_state
@@ -123,8 +124,12 @@ def test_the_service_applies_its_process_settings(checkpoints, tmp_path):
     """Start-up objects frozen: full collections would otherwise walk the ~200,000 objects of torch,
     FastAPI and the model and stall every request behind them for tens of milliseconds. Enough worker
     threads: each event reply holds one while it waits for its group commit."""
-    with ServiceProcess(checkpoints["ur4rec-moe"], str(tmp_path / "state.db"), token=TOKEN) as service:
-        text = httpx.get(service.url + "/metrics", timeout=5.0).text
-    values = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines() if line.startswith("memrec_") and " " in line}
-    assert values.get("memrec_gc_frozen_objects", 0) > 50_000, values
-    assert values.get("memrec_worker_threads") == ServeConfig.worker_threads == 256
+    for extra, threads in (([], ServeConfig.worker_threads), (["--worker-threads", "64"], 64)):
+        with ServiceProcess(checkpoints["ur4rec-moe"], str(tmp_path / "state.db"), token=TOKEN, extra=extra) as service:
+            text = httpx.get(service.url + "/metrics", timeout=5.0).text
+        values = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines() if line.startswith("memrec_") and " " in line}
+        assert values.get("memrec_gc_frozen_objects", 0) > 50_000, values
+        assert values.get("memrec_worker_threads") == threads
+    assert ServeConfig.worker_threads == 256
+    with pytest.raises(ConfigError, match="worker_threads must be >= 1"):
+        ServeConfig(checkpoint="x.pt", worker_threads=0)

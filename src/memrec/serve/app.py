@@ -32,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from memrec.errors import MemrecError
+from memrec.errors import ConfigError, MemrecError
 from memrec.store.events import Event
 from memrec.serve.guard import BodyLimitAndMetrics
 from memrec.serve.metrics import Metrics
@@ -60,6 +60,10 @@ class ServeConfig:
     # this bounds the events per fsync: with anyio's default of 40, disk stalls cut /events to 80-100
     # per second in benchmarks/serve_load.py and queued seconds of requests behind them.
     worker_threads: int = 256
+
+    def __post_init__(self):
+        if self.worker_threads < 1:
+            raise ConfigError(f"worker_threads must be >= 1, got {self.worker_threads}")
 
 
 def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAPI:
