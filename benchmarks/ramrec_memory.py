@@ -11,7 +11,10 @@ Test NDCG@10 / HR@10 of the same weights with the memories switched on and off a
 Plus a paired bootstrap 95% interval of full minus "no neighbour memory", and the cost of reading
 memory per user in microseconds (one thread, best of 3 passes over the test users): the own-bank
 read (gather + cross-attention) and the neighbour search + mixture, in batches of 256 and one user
-at a time (first 200 users), against the model's forward pass without memory reads.
+at a time (first 200 users), against the model's forward pass without memory reads. With
+``--epoch-cost``, one training epoch of a fresh RAMRec and of a fresh SASRec with the same backbone
+settings, one after the other in this process (seconds and ratio), and the time to build the
+neighbour memory and choose its setting.
 
     OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data python benchmarks/ramrec_memory.py --checkpoint runs/ramrec-beauty/checkpoint.pt
 
@@ -28,9 +31,12 @@ import numpy as np
 import torch
 
 from bench_common import RESULTS, load_run, markdown_table, ndcg10, paired_ci, relative, write_report
+from memrec.config import RunConfig
 from memrec.data.batching import eval_batches
 from memrec.memory.neighbours import seen_mask
+from memrec.models import build_model
 from memrec.train.evaluate import metrics_from_ranks, rank_evalset
+from memrec.train.trainer import Trainer, seed_everything
 
 
 def variants(model) -> dict:
@@ -89,7 +95,33 @@ def read_costs(model, evalset, max_len: int, batch_size: int, single_users: int 
     return out
 
 
-def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 256, log=print) -> dict:
+def epoch_costs(config: RunConfig, num_items: int, split, log=print) -> dict:
+    """Seconds of one training epoch of a fresh RAMRec and of a fresh SASRec (same backbone settings),
+    and of :meth:`RAMRec.after_training` on the fresh RAMRec."""
+    out = {}
+    for name in ("sasrec", "ramrec"):
+        raw = config.to_dict()
+        raw["model"] = name
+        if name == "sasrec":
+            raw["model_config"] = {k: v for k, v in raw["model_config"].items() if k in ("hidden_size", "num_layers", "num_heads", "inner_size", "dropout")}
+        run_config = RunConfig.from_dict(raw)
+        seed_everything(run_config.train.seed)
+        model = build_model(name, num_items, run_config.data.max_len, run_config.model_config)
+        trainer = Trainer(model, split, run_config, progress=False)
+        tic = time.perf_counter()
+        trainer.train_epoch(1)
+        out[f"{name}_epoch_s"] = round(time.perf_counter() - tic, 2)
+        if name == "ramrec":
+            tic = time.perf_counter()
+            model.after_training(split, run_config.data.max_len, run_config.train.eval_batch_size, log=lambda *_: None)
+            out["ramrec_neighbour_memory_build_and_tune_s"] = round(time.perf_counter() - tic, 2)
+        log(f"{name}: {out}")
+    out["epoch_ratio_ramrec_over_sasrec"] = round(out["ramrec_epoch_s"] / out["sasrec_epoch_s"], 2)
+    return out
+
+
+def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 256, epoch_cost: bool = False, single_users: int = 200,
+        log=print) -> dict:
     model, config, ds, split = load_run(checkpoint, data_dir)
     if config.model != "ramrec":
         raise SystemExit(f"{checkpoint} is a {config.model!r} checkpoint; this benchmark reads RAMRec's memories")
@@ -98,9 +130,10 @@ def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 2
     results = {name: metrics_from_ranks(r, ks=(10,)) for name, r in ranks.items()}
     for name, m in results.items():
         log(f"{ds.name} {name}: test NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hit@10']:.4f}")
-    costs = read_costs(model, split.test, max_len, batch_size)
+    costs = read_costs(model, split.test, max_len, batch_size, single_users)
     log(f"read costs (us per user): {costs}")
     full, without = results["full"]["ndcg@10"], results["no neighbour memory"]["ndcg@10"]
+    training = epoch_costs(config, ds.num_items, split, log) if epoch_cost else None
     return {
         "benchmark": "ramrec-memory",
         "dataset": ds.name,
@@ -112,6 +145,7 @@ def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 2
         "neighbour_memory_relative_ndcg@10": relative(full, without),
         "neighbour_memory_ndcg@10_difference_ci95": paired_ci(ndcg10(ranks["full"]) - ndcg10(ranks["no neighbour memory"])),
         "read_costs": costs,
+        "training_costs": training,
         "threads": torch.get_num_threads(),
     }
 
@@ -121,12 +155,13 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt of `memrec train --model ramrec`")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epoch-cost", action="store_true", help="also time one training epoch of RAMRec and of SASRec")
     p.add_argument("--tag", default="", help="suffix of the result file name, e.g. s1")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    report = run(args.checkpoint, args.data_dir, args.batch_size)
-    report["command"] = f"python benchmarks/ramrec_memory.py --checkpoint {args.checkpoint}" + (f" --tag {args.tag}" if args.tag else "")
+    report = run(args.checkpoint, args.data_dir, args.batch_size, args.epoch_cost)
+    report["command"] = f"python benchmarks/ramrec_memory.py --checkpoint {args.checkpoint}" + (" --epoch-cost" if args.epoch_cost else "") + (f" --tag {args.tag}" if args.tag else "")
     path = write_report(report, args.json or RESULTS / (f"ramrec-memory-{report['dataset']}" + (f"-{args.tag}" if args.tag else "") + ".json"))
     print(markdown_table(["variant", "test NDCG@10", "test HR@10"], [[k, v["ndcg@10"], v["hit@10"]] for k, v in report["test"].items()]))
     print(f"wrote {path}")

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import ramrec_memory  # noqa: E402
-from bench_common import load_run  # noqa: E402
+from bench_common import load_run, subset_split  # noqa: E402
 from memrec.config import RunConfig  # noqa: E402
 from memrec.train.evaluate import rank_evalset  # noqa: E402
 from memrec.train.run import train_and_evaluate  # noqa: E402
@@ -44,10 +44,19 @@ def test_variants_switch_the_memories_they_name(checkpoint):
 
 def test_report_matches_the_training_run_and_measures_costs(checkpoint):
     path, metrics = checkpoint
-    report = ramrec_memory.run(path, log=lambda *_: None)
+    report = ramrec_memory.run(path, single_users=20, log=lambda *_: None)
     assert report["test"]["full"]["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-12)
     assert report["neighbour_setting"] == metrics["neighbour_memory"]["chosen"]
     for label in ("batched", "single"):
         assert report["read_costs"][label]["forward_us"] > 0
     assert report["read_costs"]["neighbour_entries"] == metrics["neighbour_memory"]["entries"]
     assert set(report["test"]) == {"full", "no neighbour memory", "no own bank", "neither"}
+    assert report["training_costs"] is None  # only with --epoch-cost
+
+
+def test_epoch_costs_train_both_models_side_by_side(checkpoint):
+    _, config, ds, split = load_run(checkpoint[0])
+    small = subset_split(split, np.arange(100), split.protocol)
+    costs = ramrec_memory.epoch_costs(config, ds.num_items, small, log=lambda *_: None)
+    assert costs["sasrec_epoch_s"] > 0 and costs["ramrec_epoch_s"] > 0 and costs["ramrec_neighbour_memory_build_and_tune_s"] > 0
+    assert costs["epoch_ratio_ramrec_over_sasrec"] == round(costs["ramrec_epoch_s"] / costs["sasrec_epoch_s"], 2)
