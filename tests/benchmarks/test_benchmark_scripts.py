@@ -1,5 +1,4 @@
 """The benchmark scripts' core functions run end to end on a tiny real subset, so they cannot rot."""
-import math
 import sys
 from pathlib import Path
 
@@ -7,7 +6,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import continual  # noqa: E402
 import few_shot  # noqa: E402
 import memory_retrieval  # noqa: E402
 from bench_common import subset_split  # noqa: E402
@@ -44,22 +42,6 @@ def test_held_out_users_never_reach_training(ml100k_split):
     shots = few_shot.shot_set(ml100k_split.train, held, 5)
     assert all(len(h) == 5 for h in shots.histories)
     assert all(t == ml100k_split.train[u][5] for u, t in zip(shots.users, shots.targets))
-
-
-def test_continual_splits_the_time_line_and_measures_forgetting(ml100k, shared_data):
-    part_a, part_b, cut = continual.time_halves(ml100k)
-    for u, (a, b) in enumerate(zip(part_a.train, part_b.train)):  # A's training items precede the cut, B's follow it
-        seq, k = ml100k.sequences[u], int((ml100k.timestamps[u] < cut).sum())
-        assert len(a) <= k and np.array_equal(a, seq[: len(a)]) and np.array_equal(b, seq[k : k + len(b)])
-    assert len(part_a.test) == 489 and len(part_b.test) == 584
-    report = continual.run(epochs_a=1, epochs_b=1, max_minutes=None, data_dir=str(shared_data), max_users=60, log=lambda *_: None)
-    assert set(report["results"]) == set(continual.MODELS)
-    for r in report["results"].values():
-        assert math.isclose(r["forgetting"]["ndcg@10"], r["A_before"]["ndcg@10"] - r["A_after"]["ndcg@10"])
-        assert r["forgetting_ndcg@10_ci95"][0] <= r["forgetting_ndcg@10_ci95"][1]
-        assert r["phase2"]["epochs"] == 1
-    assert set(report["memory_halves_forgetting"]) == {"memory-moe, memory", "memory-moe, memory frozen in phase 2"}
-    assert "forgetting" in continual.table(report)
 
 
 def test_gc_pauses_counts_what_the_service_freezes(shared_data, tmp_path):
