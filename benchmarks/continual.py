@@ -36,27 +36,68 @@ Protocol (decisions and why):
 - **models**: SASRec; memory-moe with memory (the memory keeps storing during phase 2, as in
   training); memory-moe with memory frozen in phase 2 (read, never written: the phase-1 memories
   survive, a replay-free anchor); memory-moe without memory (``use_memory=false``, trained apart).
+- **episodic memory of part A** (on top of every model above, evaluated after the fact on the same
+  phase-2 weights): at the end of phase 1 the episodes of A's training sequences, one per position
+  ``t >= 1`` (owner, items before t, item t: :func:`memrec.memory.neighbours.contexts`), go into a
+  :class:`~memrec.memory.neighbours.NeighbourMemory` (key: the phase-1 model's ``encode`` of the
+  prefix, value: the next item). No A validation or test target is a value. Its ``k``, temperature
+  and weight are chosen by :func:`~memrec.memory.neighbours.tune` on A's validation with the phase-1
+  model (the default grid, weight 0 among the candidates), before phase 2; after phase 1 nothing of
+  A is used but what the memory holds (its keys, values, owners and the stored episodes' prefixes).
+  After phase 2, A's test users are ranked by the phase-2 model's scores mixed with the memory
+  (kNN-LM mixture, ``NeighbourMemory.mix``), query = the phase-2 model's ``encode`` of the history,
+  under two key policies: **(a) phase-1 keys** (the memory as stored: keys from the phase-1 encoder,
+  queries from the drifted phase-2 encoder); **(b) re-indexed** (after phase 2 the keys are recomputed
+  from the stored A prefixes with the phase-2 encoder; values, owners and setting unchanged). (b) is
+  re-indexing, not replay: no gradient step ever sees A after phase 1, only a forward pass over the
+  stored episodes. The memory's owner exclusion is kept: a query never reads its own user's entries.
+  For an A user their own entries point only at items of their own A history, which full ranking
+  masks (the mass is dropped), so keeping them would only take slots of the k nearest; excluding them
+  gives the same mixture with k other users' episodes, the rule the setting was tuned under (a B
+  user's own A entries would point at their own A items: unmasked in B's ranking but never a B
+  target, so reading them could only cost B; one rule for every query).
+  **B with the memory**: B's test users are ranked the same way (query = their B history, through
+  the phase-2 model), reading the same A memory with the same setting, because a deployed model
+  would not know which part a query comes from; the A memory can only point at A items, never a B
+  target, so this measures the harm it does to B (a paired 95% interval of the NDCG@10 change).
+  Forgetting with the memory = A before (the phase-1 model alone, as above) - A after with the
+  memory; the verdict (``episodic_memory_halves_forgetting``) compares it with the same network's
+  forgetting without the episodic memory: met when at most half, decided only where the network
+  without it measurably forgets; ``excess_over_half_ci95`` is the paired interval. A before with
+  the memory is reported too, and a weight sweep on test (never used for selection) shows the range.
+  Committed genre run (``-b20``): only memory-moe without its memory, re-indexed, halves its
+  forgetting (0.0775 -> 0.0269, at the weight 0.3 that validation preferred by 0.0002 NDCG@10), at
+  -15% of B's NDCG@10; memory-moe with its memory chose k 2048, weight 0.1: B untouched, A recovers
+  0.013 (phase-1 keys) to 0.020 (re-indexed), ratio 0.84 / 0.76; SASRec chose k 32, weight 0.1: its
+  drifted phase-1 keys hurt A (ratio 1.54), re-indexed ones barely help (0.91) and cost B 7%.
 
     OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data python benchmarks/continual.py --epochs-a 20 --epochs-b 8
     OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data python benchmarks/continual.py --epochs-a 20 --epochs-b 20 --json benchmarks/results/continual-ml-100k-b20.json
     OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data python benchmarks/continual.py --scenario genre --epochs-a 20 --epochs-b 8
     OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data python benchmarks/continual.py --scenario genre --epochs-a 20 --epochs-b 20 --json benchmarks/results/continual-genre-ml-100k-b20.json
+
+Phase-1 weights are cached in ``runs/bench/continual-[SCENARIO-]A-*.pt`` and phase-2 weights in
+``runs/bench/continual-[SCENARIO-]B-*.pt`` (delete them to retrain); ``--models`` restricts the run.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, metrics, ndcg10, paired_ci, relative, write_report
+from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, ndcg10, paired_ci, relative, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
+from memrec.data.batching import EvalBatch, eval_batches
 from memrec.data.dataset import SequenceDataset
-from memrec.data.split import Split
+from memrec.data.split import EvalSet, Split
+from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, mix_scores, seen_mask, tune
 from memrec.models import build_model
-from memrec.train.evaluate import metrics_from_ranks, rank_evalset
+from memrec.train.evaluate import MIN_ROWS, metrics_from_ranks, padded_scores, rank_evalset, rank_targets
 
 MODELS = {  # label: (model, model_config overrides, model_config overrides for phase 2)
     "sasrec": ("sasrec", {}, {}),
@@ -67,6 +108,10 @@ MODELS = {  # label: (model, model_config overrides, model_config overrides for 
 
 
 SCENARIOS = ("time", "genre")
+POLICIES = {"phase1_keys": "(a) keys from the phase-1 encoder, queries from the phase-2 encoder",
+            "reindexed": "(b) keys recomputed from the stored A episodes with the phase-2 encoder (a forward pass, no training on A)"}
+SWEEP_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the test-time weight sweep, reported, never used for selection
+BATCH = 512  # evaluation batch size, as rank_evalset's
 
 
 def time_halves(ds: SequenceDataset, max_users: int | None = None) -> tuple[Split, Split, float]:
@@ -133,38 +178,223 @@ def scenario_parts(ds: SequenceDataset, scenario: str, max_users: int | None = N
     raise ValueError(f"unknown scenario {scenario!r}: expected one of {SCENARIOS}")
 
 
+def padded(batch: EvalBatch) -> EvalBatch:
+    """The batch with empty rows appended up to ``MIN_ROWS`` rows, as :func:`padded_scores` pads it
+    (so that a state is computed by the same kernels whatever the batch size)."""
+    extra = MIN_ROWS - len(batch.targets)
+    if extra <= 0:
+        return batch
+    return replace(batch, users=torch.cat([batch.users, batch.users[:1].expand(extra)]),
+                   history=torch.cat([batch.history, batch.history.new_zeros(extra, batch.history.size(1))]),
+                   lengths=torch.cat([batch.lengths, batch.lengths.new_zeros(extra)]))
+
+
+def states(model):
+    """``states(batch) -> (scores (B, N + 1), queries (B, d))`` for :func:`tune`: the evaluator's own
+    scores (:func:`padded_scores`) and the user vector ``model.encode(history, lengths, users)``."""
+    def scores_and_queries(batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        b = padded(batch)
+        return padded_scores(model, batch), model.encode(b.history, b.lengths, b.users)[: len(batch.targets)]
+    return scores_and_queries
+
+
+@torch.no_grad()
+def encode_episodes(model, episodes: EvalSet, max_len: int, batch_size: int = BATCH) -> torch.Tensor:
+    """Keys (M, d): ``model.encode`` of each episode's prefix (its last ``max_len`` items), the
+    evaluator's path, so that keys and queries live in the same space."""
+    model.eval()
+    keys = None
+    for rows, batch in eval_batches(episodes, max_len, batch_size):
+        b = padded(batch)
+        h = model.encode(b.history, b.lengths, b.users)[: len(rows)]
+        if keys is None:
+            keys = torch.zeros(len(episodes), h.size(1))
+        keys[torch.from_numpy(rows)] = h
+    return keys if keys is not None else torch.zeros(0, model.item_embeddings().size(1))
+
+
+def episodic_memory(model, part_a: Split, max_len: int, grid: NeighbourGrid | None = None) -> tuple[NeighbourMemory, EvalSet, list[dict]]:
+    """At the end of phase 1: the memory of A's training episodes, keyed by ``model`` (the phase-1
+    model) and tuned on A's validation with it. Returns the memory, the stored episodes (owner,
+    prefix, next item) and the tuning table (one row per setting, weight 0 first)."""
+    episodes, _ = contexts(part_a.train)  # training positions only: no A validation or test target is a value
+    keys = encode_episodes(model, episodes, max_len)
+    memory = NeighbourMemory(keys.size(1))
+    memory.build(keys, torch.from_numpy(episodes.targets), torch.from_numpy(episodes.users))
+    with torch.no_grad():
+        table = tune(memory, part_a.valid, max_len, states(model), grid or NeighbourGrid(), BATCH)
+    return memory, episodes, table
+
+
+def reindex(memory: NeighbourMemory, model, episodes: EvalSet, max_len: int) -> NeighbourMemory:
+    """The same memory (values, owners, setting) with its keys recomputed from the stored episodes by
+    ``model``: a forward pass over A's stored prefixes, no gradient step."""
+    keys = encode_episodes(model, episodes, max_len)
+    out = NeighbourMemory(keys.size(1))
+    out.build(keys, torch.from_numpy(episodes.targets), torch.from_numpy(episodes.users))
+    out.set(memory.k, memory.temperature, memory.weight)
+    return out
+
+
+def sweep_setting(table: list[dict]) -> tuple[int, float]:
+    """The ``k`` and temperature of the best validation row with a weight above 0 (the chosen setting's
+    own when the chosen weight is above 0): the neighbours the test-time weight sweep mixes in."""
+    best = max((r for r in table if r["weight"] > 0), key=lambda r: (r["ndcg@10"], -r["weight"]), default=None)
+    return (best["k"], best["temperature"]) if best else (0, 1.0)
+
+
+@torch.no_grad()
+def memory_ranks(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int, k: int, temperature: float,
+                 weights, batch_size: int = BATCH) -> dict[float, np.ndarray]:
+    """Ranks of ``evalset`` (its order) under the model's scores mixed with the ``k`` nearest entries of
+    ``memory`` at each weight (weight 0: the model's own scores). Queries never read their own user's entries."""
+    model.eval()
+    out = {w: np.zeros(len(evalset), dtype=np.int64) for w in weights}
+    scores_and_queries = states(model)
+    for rows, batch in eval_batches(evalset, max_len, batch_size):
+        logits, queries = scores_and_queries(batch)
+        seen = seen_mask(batch, logits.size(1))
+        if k > 0 and len(memory):
+            sims, values = memory.search(queries, batch.users, k)
+        else:
+            sims, values = logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0)
+        for w in weights:
+            out[w][rows] = rank_targets(mix_scores(logits, seen, sims, values, temperature, w), batch).numpy()
+    return out
+
+
+def with_memory(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int, sweep: tuple[int, float],
+                plain: np.ndarray | None = None) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """Ranks at the memory's chosen setting and at every sweep weight (the sweep's k and temperature).
+    With ``plain`` (the evaluator's ranks of the model alone), checks that weight 0 reproduces them."""
+    chosen = memory.weight if memory.active else 0.0
+    ranks = memory_ranks(model, memory, evalset, max_len, *sweep, sorted({0.0, chosen, *SWEEP_WEIGHTS}))
+    if plain is not None and not np.array_equal(ranks[0.0], plain):
+        raise AssertionError("the memory at weight 0 does not reproduce the model's own ranks")
+    if chosen > 0 and (memory.k, memory.temperature) != sweep:  # not expected: the chosen row is the best with a weight
+        return memory_ranks(model, memory, evalset, max_len, memory.k, memory.temperature, [chosen])[chosen], ranks
+    return ranks[chosen], ranks
+
+
 def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0, data_dir: str | None = None,
-        max_users: int | None = None, models=tuple(MODELS), cache_dir: Path | None = None, log=print, scenario: str = "time") -> dict:
+        max_users: int | None = None, models=tuple(MODELS), cache_dir: Path | None = None, log=print, scenario: str = "time",
+        episodic: bool = True, grid: NeighbourGrid | None = None) -> dict:
     ds = load_dataset(DataConfig(dataset="ml-100k", data_dir=data_dir))
     part_a, part_b, where = scenario_parts(ds, scenario, max_users)
     log(f"{scenario} {where}: A {sum(map(len, part_a.train))} training items, {len(part_a.test)} test users; "
         f"B {sum(map(len, part_b.train))} training items, {len(part_b.test)} test users")
+    prefix = "" if scenario == "time" else scenario + "-"
     phase1: dict[tuple, tuple] = {}  # phase-1 runs shared by labels that differ only in phase 2
     results, per_user = {}, {}  # per_user: each A test user's NDCG@10 forgetting, for paired comparisons
+    episodic_per_user = {}  # label -> policy -> each A test user's forgetting with the episodic memory
     for label in models:
         name, overrides, phase2 = MODELS[label]
         config = frozen_config(name, "ml-100k", max_minutes, epochs_a, **overrides)
         max_len = config.data.max_len
         key = (name, tuple(sorted(overrides.items())))
+        tag = f"{name}{'-nomem' if overrides else ''}"
         if key not in phase1:
-            cache = None if cache_dir is None or max_users else cache_dir / f"continual-{'' if scenario == 'time' else scenario + '-'}A-{name}{'-nomem' if overrides else ''}-e{epochs_a}-{max_minutes}m.pt"
+            cache = None if cache_dir is None or max_users else cache_dir / f"continual-{prefix}A-{tag}-e{epochs_a}-{max_minutes}m.pt"
             model, info = fit(config, ds.num_items, part_a, cache, log=lambda line: None)
-            phase1[key] = (copy.deepcopy(model.state_dict()), info, rank_evalset(model, part_a.test, max_len))
-        state, info_a, ranks_before = phase1[key]
+            ranks_before = rank_evalset(model, part_a.test, max_len)
+            memory = None
+            if episodic:  # end of phase 1: store A's training episodes, tune the memory on A's validation
+                memory, episodes, tuning = episodic_memory(model, part_a, max_len, grid)
+                sweep = sweep_setting(tuning)
+                before_mem = with_memory(model, memory, part_a.test, max_len, sweep, ranks_before)[0]
+                memory = (memory, episodes, tuning, sweep, before_mem)
+                log(f"{tag}: A episodic memory {len(episodes)} entries, chosen k={memory[0].k} T={memory[0].temperature} "
+                    f"w={memory[0].weight}: A valid NDCG@10 {tuning[0]['ndcg@10']:.4f} -> {max(r['ndcg@10'] for r in tuning):.4f}")
+            phase1[key] = (copy.deepcopy(model.state_dict()), info, ranks_before, memory)
+        state, info_a, ranks_before, memory = phase1[key]
         config_b = frozen_config(name, "ml-100k", max_minutes, epochs_b, **overrides, **phase2)
         model = build_model(config_b.model, ds.num_items, max_len, config_b.model_config)
         model.load_state_dict(state)
-        model, info_b = continue_training(model, config_b, part_b, log=lambda line: None)
+        suffix = "".join(f"-{k}{v}" for k, v in sorted(phase2.items()))
+        cache_b = None if cache_dir is None or max_users else cache_dir / f"continual-{prefix}B-{tag}{suffix}-a{epochs_a}-e{epochs_b}-{max_minutes}m.pt"
+        if cache_b is not None and cache_b.is_file():
+            saved = torch.load(cache_b, map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["state_dict"])
+            model, info_b = model.eval(), {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in saved["info"].items()}
+        else:
+            model, info_b = continue_training(model, config_b, part_b, cache_b, log=lambda line: None)
         ranks_after = rank_evalset(model, part_a.test, max_len)
-        before, after, b_after = at10(ranks_before), at10(ranks_after), metrics(model, part_b.test, max_len)
+        ranks_b = rank_evalset(model, part_b.test, max_len)
+        before, after, b_after = at10(ranks_before), at10(ranks_after), at10(ranks_b)
         per_user[label] = ndcg10(ranks_before) - ndcg10(ranks_after)
         results[label] = {"phase1": info_a, "phase2": info_b, "A_before": before, "A_after": after, "B_after": b_after,
                           "forgetting": {m: before[m] - after[m] for m in before},
                           "forgetting_ndcg@10_ci95": paired_ci(per_user[label])}
+        if memory is not None:
+            results[label]["episodic_memory"], episodic_per_user[label] = episodic_results(
+                model, memory, part_a, part_b, max_len, ranks_before, ranks_after, ranks_b)
         log(f"{label}: {results[label]}")
-    return {"dataset": ds.name, "scenario": scenario, **where, "A_test_users": len(part_a.test), "B_test_users": len(part_b.test),
-            "epochs_a": epochs_a, "epochs_b": epochs_b, "max_minutes": max_minutes, "protocol": __doc__.split("\n\n")[1],
-            "results": results, "memory_halves_forgetting": halves(results, per_user)}
+    report = {"dataset": ds.name, "scenario": scenario, **where, "A_test_users": len(part_a.test), "B_test_users": len(part_b.test),
+              "epochs_a": epochs_a, "epochs_b": epochs_b, "max_minutes": max_minutes, "protocol": protocol(),
+              "results": results, "memory_halves_forgetting": halves(results, per_user)}
+    if episodic:
+        report["episodic_memory"] = {"policies": POLICIES, "grid": [list(row) for row in (grid or NeighbourGrid()).settings()],
+                                     "sweep_weights": list(SWEEP_WEIGHTS)}
+        report["episodic_memory_halves_forgetting"] = episodic_halves(results, per_user, episodic_per_user)
+    return report
+
+
+def protocol() -> str:
+    """The docstring's protocol: its bullet list."""
+    parts = __doc__.split("\n\n")
+    return "\n\n".join(parts[1:3])
+
+
+def episodic_results(model, memory: tuple, part_a: Split, part_b: Split, max_len: int, ranks_before: np.ndarray,
+                     ranks_after: np.ndarray, ranks_b: np.ndarray) -> tuple[dict, dict[str, np.ndarray]]:
+    """A after and B after with the episodic memory of A, under both key policies, for the phase-2 ``model``.
+    Returns the report's entry and, per policy, each A test user's NDCG@10 forgetting with the memory."""
+    bank, episodes, tuning, sweep, before_mem = memory
+    banks = {"phase1_keys": bank, "reindexed": reindex(bank, model, episodes, max_len)}
+    before = at10(ranks_before)
+    out = {"entries": len(bank), "values": "the next item of every position t >= 1 of A's training sequences",
+           "chosen": {"k": bank.k, "temperature": bank.temperature, "weight": bank.weight},
+           "valid_ndcg@10_without": tuning[0]["ndcg@10"], "valid_ndcg@10_with": max(r["ndcg@10"] for r in tuning),
+           "A_before_with_memory": at10(before_mem), "valid_grid": tuning,
+           "weight_sweep_not_used_for_selection": {"k": sweep[0], "temperature": sweep[1], "rows": []}}
+    per_user, sweeps = {}, {}
+    for policy, mem in banks.items():
+        a_ranks, a_sweep = with_memory(model, mem, part_a.test, max_len, sweep, ranks_after)
+        b_ranks, b_sweep = with_memory(model, mem, part_b.test, max_len, sweep, ranks_b)
+        after, b_after = at10(a_ranks), at10(b_ranks)
+        per_user[policy] = ndcg10(ranks_before) - ndcg10(a_ranks)
+        out[policy] = {"A_after": after, "forgetting": {m: before[m] - after[m] for m in before},
+                       "forgetting_ndcg@10_ci95": paired_ci(per_user[policy]),
+                       "forgetting_vs_before_with_memory": {m: out["A_before_with_memory"][m] - after[m] for m in before},
+                       "A_after_change_ndcg@10_ci95": paired_ci(ndcg10(a_ranks) - ndcg10(ranks_after)),
+                       "B_after": b_after, "B_change_ndcg@10": b_after["ndcg@10"] - at10(ranks_b)["ndcg@10"],
+                       "B_change_ndcg@10_ci95": paired_ci(ndcg10(b_ranks) - ndcg10(ranks_b)),
+                       "B_relative_ndcg@10": relative(b_after["ndcg@10"], at10(ranks_b)["ndcg@10"])}
+        sweeps[policy] = (a_sweep, b_sweep)
+    for w in sorted(sweeps["phase1_keys"][0]):
+        out["weight_sweep_not_used_for_selection"]["rows"].append(
+            {"weight": w, **{f"{part}_ndcg@10_{policy}": float(ndcg10(sweeps[policy][i][w]).mean()) if len(sweeps[policy][i][w]) else float("nan")
+                             for policy in banks for i, part in enumerate(("A", "B"))}})
+    return out, per_user
+
+
+def episodic_halves(results: dict, per_user: dict[str, np.ndarray], episodic_per_user: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Per model and key policy: whether the episodic memory leaves at most half of the forgetting of the
+    same network without it (NDCG@10), decided only where that network measurably forgets (its 95%
+    interval above 0); ``excess_over_half_ci95``: paired interval of forgetting with - half of without."""
+    out = {}
+    for label, policies in episodic_per_user.items():
+        base = results[label]
+        f0, ci0 = base["forgetting"]["ndcg@10"], base["forgetting_ndcg@10_ci95"]
+        forgets = ci0[0] > 0
+        out[label] = {}
+        for policy, diff in policies.items():
+            f = results[label]["episodic_memory"][policy]["forgetting"]["ndcg@10"]
+            out[label][policy] = {"forgetting": f, "without_memory": f0, "without_memory_ci95": ci0,
+                                  "ratio": f / f0 if forgets else None, "met": bool(f <= f0 / 2) if forgets else None,
+                                  "excess_over_half_ci95": paired_ci(diff - per_user[label] / 2),
+                                  "note": "" if forgets else "no measurable forgetting without the memory (its 95% interval includes 0): nothing to halve"}
+    return out
 
 
 def at10(ranks: np.ndarray) -> dict[str, float]:
@@ -204,6 +434,27 @@ def table(report: dict) -> str:
                            "A HR@10 before", "A HR@10 after", "HR forgetting", "B NDCG@10", "B HR@10"], rows)
 
 
+def episodic_table(report: dict) -> str:
+    """A before / after per model without and with the episodic memory of A ((a) phase-1 keys, (b) re-indexed)."""
+    rows = []
+    for label, r in report["results"].items():
+        e = r.get("episodic_memory")
+        if not e:
+            continue
+        c, v = e["chosen"], report["episodic_memory_halves_forgetting"][label]
+        ci = "[{:+.4f}, {:+.4f}]".format
+        rows.append([label, f"{c['k']}, {c['temperature']}, {c['weight']}", r["A_before"]["ndcg@10"], e["A_before_with_memory"]["ndcg@10"],
+                     r["A_after"]["ndcg@10"], e["phase1_keys"]["A_after"]["ndcg@10"], e["reindexed"]["A_after"]["ndcg@10"],
+                     f"{r['forgetting']['ndcg@10']:.4f} {ci(*r['forgetting_ndcg@10_ci95'])}"]
+                    + [f"{e[p]['forgetting']['ndcg@10']:.4f} {ci(*e[p]['forgetting_ndcg@10_ci95'])}" for p in POLICIES]
+                    + [f"{v[p]['ratio']:.2f}" if v[p]["ratio"] is not None else "n/a" for p in POLICIES]
+                    + [str(v[p]["met"]) for p in POLICIES]
+                    + [r["B_after"]["ndcg@10"]] + [f"{e[p]['B_after']['ndcg@10']:.4f} ({e[p]['B_relative_ndcg@10']})" for p in POLICIES])
+    return markdown_table(["model", "k, T, w", "A before", "A before + mem", "A after", "A after + mem (a)", "A after + mem (b)",
+                           "forgetting [95% CI]", "forgetting (a)", "forgetting (b)", "ratio (a)", "ratio (b)", "halved (a)", "halved (b)",
+                           "B after", "B + mem (a)", "B + mem (b)"], rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
@@ -213,13 +464,20 @@ def main() -> None:
     p.add_argument("--cache", default=str(ROOT / "runs" / "bench"), help="folder for phase-1 weights ('' for none)")
     p.add_argument("--scenario", choices=SCENARIOS, default="time", help="time: cut the time line at its median; genre: split the items by genre")
     p.add_argument("--json", help="default: benchmarks/results/continual-ml-100k.json (time), continual-genre-ml-100k.json (genre)")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="LABEL",
+                   help=f"the models to run (default all): {', '.join(repr(m) for m in MODELS)}")
+    p.add_argument("--no-episodic", action="store_true", help="skip the episodic memory of part A")
     args = p.parse_args()
     json_path = args.json or str(RESULTS / ("continual-ml-100k.json" if args.scenario == "time" else f"continual-{args.scenario}-ml-100k.json"))
-    report = run(args.epochs_a, args.epochs_b, args.max_minutes, args.data_dir, cache_dir=Path(args.cache) if args.cache else None,
-                 scenario=args.scenario)
+    report = run(args.epochs_a, args.epochs_b, args.max_minutes, args.data_dir, models=tuple(args.models),
+                 cache_dir=Path(args.cache) if args.cache else None, scenario=args.scenario, episodic=not args.no_episodic)
     write_report(report, json_path)
     print(table(report))
-    print(f"\nmemory halves forgetting: {report['memory_halves_forgetting']}\nwritten to {json_path}")
+    print(f"\nmemory halves forgetting: {report['memory_halves_forgetting']}")
+    if "episodic_memory_halves_forgetting" in report:
+        print("\nepisodic memory of part A ((a) phase-1 keys, (b) re-indexed with the phase-2 encoder):\n" + episodic_table(report))
+        print(f"\nepisodic memory halves forgetting: {report['episodic_memory_halves_forgetting']}")
+    print(f"written to {json_path}")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import continual  # noqa: E402
+from bench_common import fit, frozen_config  # noqa: E402
+from memrec.memory.neighbours import NeighbourGrid  # noqa: E402
+from memrec.models import build_model  # noqa: E402
+from memrec.train.evaluate import rank_evalset  # noqa: E402
+
+TINY_GRID = NeighbourGrid(ks=(8, 64), temperatures=(0.3,), weights=(0.3, 0.7))
 
 
 def assert_leave_one_out(part, sequences):
@@ -40,6 +47,36 @@ def check_report(report, scenario):
         assert (v["met"] is None) == (v["without_memory_ci95"][0] <= 0)
         assert v["excess_over_half_ci95"][0] <= v["excess_over_half_ci95"][1]
     assert "forgetting" in continual.table(report)
+    if "episodic_memory" in report:
+        check_episodic(report)
+    else:
+        assert all("episodic_memory" not in r for r in report["results"].values())
+
+
+def check_episodic(report):
+    """The episodic memory of part A: both key policies reported for every model, forgetting against
+    the same network's A before, weight 0 of the sweep equal to the model alone, and the verdict."""
+    assert set(report["episodic_memory"]["policies"]) == {"phase1_keys", "reindexed"}
+    assert set(report["episodic_memory_halves_forgetting"]) == set(report["results"])
+    for label, r in report["results"].items():
+        e = r["episodic_memory"]
+        assert e["entries"] > 0 and 0.0 <= e["chosen"]["weight"] < 1.0
+        assert e["valid_grid"][0]["weight"] == 0.0 and e["valid_ndcg@10_with"] >= e["valid_ndcg@10_without"]
+        rows = e["weight_sweep_not_used_for_selection"]["rows"]
+        assert rows[0]["weight"] == 0.0
+        for policy in ("phase1_keys", "reindexed"):
+            m = e[policy]
+            assert math.isclose(m["forgetting"]["ndcg@10"], r["A_before"]["ndcg@10"] - m["A_after"]["ndcg@10"])
+            assert m["forgetting_ndcg@10_ci95"][0] <= m["forgetting_ndcg@10_ci95"][1]
+            assert math.isclose(m["B_change_ndcg@10"], m["B_after"]["ndcg@10"] - r["B_after"]["ndcg@10"])
+            assert all(0.0 <= m[k]["ndcg@10"] <= m[k]["hit@10"] <= 1.0 for k in ("A_after", "B_after"))
+            assert math.isclose(rows[0][f"A_ndcg@10_{policy}"], r["A_after"]["ndcg@10"])  # weight 0: the model alone
+            assert math.isclose(rows[0][f"B_ndcg@10_{policy}"], r["B_after"]["ndcg@10"])
+            v = report["episodic_memory_halves_forgetting"][label][policy]
+            assert v["forgetting"] == m["forgetting"]["ndcg@10"] and v["without_memory"] == r["forgetting"]["ndcg@10"]
+            assert (v["met"] is None) == (r["forgetting_ndcg@10_ci95"][0] <= 0)
+            assert v["excess_over_half_ci95"][0] <= v["excess_over_half_ci95"][1]
+    assert "A after + mem (a)" in continual.episodic_table(report)
 
 
 def test_continual_splits_the_time_line_and_measures_forgetting(ml100k, shared_data):
@@ -48,7 +85,8 @@ def test_continual_splits_the_time_line_and_measures_forgetting(ml100k, shared_d
         seq, k = ml100k.sequences[u], int((ml100k.timestamps[u] < cut).sum())
         assert len(a) <= k and np.array_equal(a, seq[: len(a)]) and np.array_equal(b, seq[k : k + len(b)])
     assert len(part_a.test) == 489 and len(part_b.test) == 584
-    report = continual.run(epochs_a=1, epochs_b=1, max_minutes=None, data_dir=str(shared_data), max_users=60, log=lambda *_: None)
+    report = continual.run(epochs_a=1, epochs_b=1, max_minutes=None, data_dir=str(shared_data), max_users=60, log=lambda *_: None,
+                           episodic=False)  # the episodic memory is checked in the genre scenario (the time line barely forgets)
     check_report(report, "time")
     assert report["cut_timestamp"] > 0
 
@@ -86,7 +124,57 @@ def test_unknown_scenario_is_refused(ml100k):
 
 def test_continual_genre_scenario_runs_end_to_end(shared_data):
     report = continual.run(epochs_a=1, epochs_b=1, max_minutes=None, data_dir=str(shared_data), max_users=40, log=lambda *_: None,
-                           scenario="genre")
+                           scenario="genre", grid=TINY_GRID)
     check_report(report, "genre")
+    assert "episodic_memory_halves_forgetting" in report
     assert report["genre"] == "Drama" and report["A_items"] + report["B_items"] == 1682
     assert report["A_test_users"] == 40 and report["B_test_users"] == 40
+
+
+@pytest.fixture(scope="module")
+def tiny_genre(ml100k):
+    """Parts A and B of 40 users and a SASRec trained 1 epoch on A, with A's episodic memory."""
+    part_a, part_b, genre = continual.genre_halves(ml100k, max_users=40)
+    config = frozen_config("sasrec", "ml-100k", None, 1)
+    model, _ = fit(config, ml100k.num_items, part_a, log=lambda line: None)
+    memory, episodes, table = continual.episodic_memory(model, part_a, config.data.max_len, TINY_GRID)
+    return part_a, part_b, continual.genre_items(ml100k, genre), config, model, memory, episodes, table
+
+
+def test_episodic_memory_holds_only_part_a_training_episodes(tiny_genre):
+    part_a, _, in_a, _, _, memory, episodes, table = tiny_genre
+    assert len(memory) == len(episodes) == sum(max(len(seq) - 1, 0) for seq in part_a.train)
+    assert in_a[memory.values.numpy()].all()  # A items only
+    held_out = {(int(u), int(t)) for ev in (part_a.valid, part_a.test) for u, t in zip(ev.users, ev.targets)}
+    for u, seq in enumerate(part_a.train):  # each owner's values: exactly the items of its training sequence after the first
+        values = memory.values[memory.owners == u].tolist()
+        assert sorted(values) == sorted(seq[1:].tolist())
+        assert not {(u, v) for v in values} & held_out  # no A validation or test target of the owner is a value
+    for u, h, v in zip(episodes.users, episodes.histories, episodes.targets):  # an episode is a training prefix and its next item
+        seq = part_a.train[u]
+        assert np.array_equal(seq[: len(h)], h) and seq[len(h)] == v
+    assert table[0]["weight"] == 0.0 and len(table) == len(TINY_GRID.settings())
+    assert (memory.k, memory.temperature, memory.weight) in {(r["k"], r["temperature"], r["weight"]) for r in table}
+
+
+def test_episodic_memory_at_weight_0_reproduces_the_models_ranks(tiny_genre):
+    part_a, part_b, _, config, model, memory, episodes, table = tiny_genre
+    max_len = config.data.max_len
+    for evalset in (part_a.test, part_b.test):
+        plain = rank_evalset(model, evalset, max_len)
+        ranks = continual.memory_ranks(model, memory, evalset, max_len, 64, 0.3, [0.0, 0.7])
+        assert np.array_equal(ranks[0.0], plain)
+        assert ranks[0.7].shape == plain.shape
+        chosen, sweep = continual.with_memory(model, memory, evalset, max_len, continual.sweep_setting(table), plain)  # checks weight 0 itself
+        assert set(sweep) >= {0.0, *continual.SWEEP_WEIGHTS}
+
+
+def test_reindexing_recomputes_only_the_keys(tiny_genre, ml100k):
+    part_a, _, _, config, model, memory, episodes, _ = tiny_genre
+    same = continual.reindex(memory, model, episodes, config.data.max_len)  # the same encoder: the same memory
+    assert torch.allclose(same.keys, memory.keys) and torch.equal(same.values, memory.values) and torch.equal(same.owners, memory.owners)
+    other = build_model(config.model, ml100k.num_items, config.data.max_len, config.model_config)  # another encoder
+    moved = continual.reindex(memory, other.eval(), episodes, config.data.max_len)
+    assert not torch.allclose(moved.keys, memory.keys)
+    assert torch.equal(moved.values, memory.values) and torch.equal(moved.owners, memory.owners)
+    assert (moved.k, moved.temperature, moved.weight) == (memory.k, memory.temperature, memory.weight)
