@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from bench_common import RESULTS, load_run, markdown_table, ndcg10, paired_ci, relative, write_report
 from memrec.data.batching import eval_batches
 from memrec.data.split import EvalSet
-from memrec.memory.neighbours import log_ratio, memory_mass, mix_scores, mixed, seen_mask
+from memrec.memory.neighbours import contexts, log_ratio, memory_mass, mix_scores, mixed, seen_mask
 from memrec.train.evaluate import metrics_from_ranks, padded_scores, rank_evalset, rank_targets
 
 SIMILARITIES = ("ip", "cos")
@@ -89,14 +89,7 @@ def build_bank(model, sequences: list[np.ndarray], max_len: int, batch_size: int
     """Entries for every position t >= 1 of every sequence: key = the user vector of items[:t] (its last
     ``max_len`` items), value = items[t]. Computed through :func:`eval_batches` and ``model.encode``,
     the evaluator's own path, so keys live in the same space as the queries."""
-    users, histories, values, positions = [], [], [], []
-    for u, seq in enumerate(sequences):
-        for t in range(1, len(seq)):
-            users.append(u)
-            histories.append(seq[:t])
-            values.append(int(seq[t]))
-            positions.append(t)
-    examples = EvalSet(np.array(users, dtype=np.int64), histories, np.array(values, dtype=np.int64))
+    examples, positions = contexts(sequences)
     keys = None
     model.eval()
     for rows, batch in eval_batches(examples, max_len, batch_size):
@@ -106,7 +99,7 @@ def build_bank(model, sequences: list[np.ndarray], max_len: int, batch_size: int
         keys[torch.from_numpy(rows)] = h
     if keys is None:
         keys = torch.empty(0, model.item_embeddings().size(1))
-    return Bank(keys, torch.from_numpy(examples.targets), torch.from_numpy(examples.users), torch.tensor(positions, dtype=torch.int64))
+    return Bank(keys, torch.from_numpy(examples.targets), torch.from_numpy(examples.users), torch.from_numpy(positions))
 
 
 def neighbours(bank: Bank, query: torch.Tensor, query_users: torch.Tensor, k: int, similarity: str):
