@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-backend", choices=("same", "deterministic"), default="same",
                         help="who writes the memory (patterns, profile, aspects): the same back-end, or the deterministic one")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="LLM back-ends: tokens per answer")
+    parser.add_argument("--no-repair", action="store_true",
+                        help="LLM back-ends: count cut-off profile answers as malformed instead of closing them (counted as repaired)")
+    parser.add_argument("--no-continue-flags", action="store_true",
+                        help="openai back-end: leave vLLM's continue_final_message / add_generation_prompt out of requests")
     parser.add_argument("--request-detail", choices=DETAILS, default="path",
                         help="how much of the target a synthetic request names: category path (default), leaf category words, top-level category")
     parser.add_argument("--k-memory", type=int, default=DEFAULT_K_MEMORY,
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     reasoner = make_reasoner(args, setup[3].texts)
     if hasattr(reasoner, "max_new_tokens"):
         reasoner.max_new_tokens = args.max_new_tokens
+    if hasattr(reasoner, "repair"):
+        reasoner.repair = not args.no_repair
     memory = None
     if args.memory_backend == "deterministic" and args.backend != "deterministic":
         built = time.perf_counter()
@@ -105,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if memory is not None:
         result["scientific"]["memory_build_s"] = memory.meta["build_s"]
     result["max_new_tokens"] = getattr(reasoner, "max_new_tokens", None)
+    result["repair"] = getattr(reasoner, "repair", None)
+    result["prompt_versions"] = getattr(reasoner, "versions", None)
     result["wall_s"] = time.perf_counter() - start
     result["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                          "cpus": os.cpu_count()}

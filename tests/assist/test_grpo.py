@@ -12,7 +12,8 @@ import torch
 
 from memrec.assist.catalog import ItemCatalog
 from memrec.assist.grpo import (
-    RLConfig, RLExample, RewardWeights, format_credit, reward, reward_terms, rl_examples, scientific_rl_queries, train_rl,
+    RLConfig, RLExample, RewardWeights, format_credit, reward, reward_terms, rl_dataset_rows, rl_examples, scientific_rl_queries,
+    train_rl,
 )
 from memrec.assist.llm_reasoner import ideal_profile_messages
 from memrec.assist.types import MemoryChunk, Query
@@ -82,6 +83,36 @@ def test_the_strict_reward_gives_nothing_to_a_malformed_answer(toy_catalog):
     cut = '{"ideal_item_profile": "beaker", "useful_memory_ids": ["m1"'
     assert reward([cut, "beaker"], ["b", "b"], [["m1"], ["m1"]], toy_catalog, partial_credit=False) == [0.0, 0.0]
     assert reward([answer("beaker", ["m9"])], ["b"], [["m1"]], toy_catalog, partial_credit=False) == [0.0]  # unknown id
+
+
+PREFILL = '{"ideal_item_profile": "'
+
+
+def test_the_reward_scores_prefill_plus_completion(toy_catalog):
+    continuation = 'beaker", "useful_memory_ids": ["m1"]}'  # what the policy writes after the prefill: not JSON alone
+    alone = reward_terms([continuation], ["b"], [["m1"]], toy_catalog)[0]
+    whole = reward_terms([continuation], ["b"], [["m1"]], toy_catalog, prefills=[PREFILL])[0]
+    assert not alone.well_formed and alone.format == pytest.approx(0.2)  # only partial credit: it names the id list
+    assert whole.well_formed and (whole.format, whole.ndcg100, whole.memory) == (1.0, 1.0, 1.0)
+    assert reward([continuation], ["b"], [["m1"]], toy_catalog, prefills=[PREFILL]) == [pytest.approx(10.2)]
+    chat = [{"role": "assistant", "content": continuation}]  # a completion given as chat messages
+    assert reward_terms([chat], ["b"], [["m1"]], toy_catalog, prefills=[PREFILL])[0].well_formed
+    cut = reward_terms(["beak"], ["b"], [["m1"]], toy_catalog, prefills=[PREFILL])[0]  # partial credit on the whole text
+    assert not cut.well_formed and cut.format == pytest.approx(0.4)
+
+
+def test_training_prompts_carry_the_prefill_like_the_local_generator():
+    from memrec.assist.llm.hf import chat_prompt_text, smollm2_folder
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
+    memories = [MemoryChunk("u1/record/0", "u1", "record", "Abrasives", "3M sandpaper")]
+    example = RLExample(ideal_profile_messages("fine sandpaper", ["grit size"], memories), "B1", ["u1/record/0"], ["B0"])
+    assert example.prefill == PREFILL
+    row = rl_dataset_rows([example], tokenizer)[0]
+    assert isinstance(row["prompt"], str) and row["prompt"].endswith("<|im_start|>assistant\n" + PREFILL)
+    assert row["prompt"] == chat_prompt_text(tokenizer, example.messages)  # what HFGenerator feeds the model
+    assert (row["prefill"], row["target"], json.loads(row["memory_ids"]), json.loads(row["exclude"])) == (PREFILL, "B1", ["u1/record/0"], ["B0"])
 
 
 def test_a_real_profile_of_the_target_ranks_it_first(sci_catalog):

@@ -177,3 +177,54 @@ def test_the_llm_reasoner_on_smollm2_returns_answers_and_counts_them(smol):
     assert all(a.ideal_item_profile in requests + ["a sanding sponge"] and a.useful_memory_ids == [] for a in bad)
     chosen = reasoner.select_aspects("fine sandpaper for finishing wood", ["grit size", "backing", "brand"])
     assert set(chosen) <= {"grit size", "backing", "brand"} and reasoner.calls["select_aspects"] == 1
+
+
+# ----------------------------------------------------------------------------- the answer prefill on the real model
+PREFILL = '{"ideal_item_profile": "'
+SANDPAPER = [MemoryChunk("u1/record/0", "u1", "record", "Abrasives", "3M Garnet Sandpaper, 9 x 11 inch, assorted grit"),
+             MemoryChunk("u1/pattern/Abrasives", "u1", "pattern", "Abrasives", "buys 3M sandpaper sheets")]
+
+
+def prefilled(request: str) -> list[dict[str, str]]:
+    from memrec.assist.llm_reasoner import ideal_profile_messages
+
+    return ideal_profile_messages(request, ["grit size"], SANDPAPER)
+
+
+def test_the_chat_template_ends_inside_the_prefilled_assistant_message(smol):
+    text = smol.prompt_text(prefilled("fine sandpaper for finishing wood"))
+    assert text.endswith("<|im_start|>assistant\n" + PREFILL)  # continued, not closed: no <|im_end|>, no new turn
+    assert text.count("<|im_start|>assistant") == 2  # the worked example and the prefilled answer
+    plain = smol.prompt_text(PROMPTS[0])
+    assert plain.endswith("<|im_start|>assistant\n") and PREFILL not in plain
+
+
+def test_smollm2_continues_the_prefill_into_a_parseable_answer(smol):
+    requests = ["fine sandpaper for finishing wood", "a roll of adhesive sanding paper"]
+    reasoner = LLMReasoner(smol, max_new_tokens=48)
+    answers = reasoner.ideal_item_profiles(requests, [["grit size"]] * 2, [SANDPAPER] * 2)  # one batched generation
+    texts = [a.raw for a in answers]
+    assert all(t.startswith(PREFILL) and len(t) > len(PREFILL) for t in texts)  # the parser saw prefill + continuation
+    assert texts[1] == smol.generate([prefilled(requests[1])], max_new_tokens=48)[0]  # batched = alone, with the prefill
+    # greedy SmolLM2 closes the first object within 48 tokens; the second is cut off inside the "useful_memory_ids" key and repaired (no ids)
+    assert [(a.well_formed, a.repaired) for a in answers] == [(True, False), (True, True)]
+    assert reasoner.malformed["ideal_profile"] == 0 and reasoner.repaired["ideal_profile"] == 1
+    assert all(a.ideal_item_profile not in requests for a in answers)
+    assert all(set(a.useful_memory_ids) <= {m.id for m in SANDPAPER} for a in answers)
+
+
+def test_the_http_backend_continues_the_prefill_like_the_local_model(smol, server):
+    convo = prefilled("fine sandpaper for finishing wood")
+    remote = OpenAIGenerator(server, "smol", timeout=120).generate([convo], max_new_tokens=16)
+    assert remote == smol.generate([convo], max_new_tokens=16) and remote[0].startswith(PREFILL)
+    body = json.dumps({"model": "smol", "messages": convo, "max_tokens": 16, "continue_final_message": True,
+                       "add_generation_prompt": False}).encode()
+    request = urllib.request.Request(server + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        content = json.load(r)["choices"][0]["message"]["content"]
+    assert PREFILL + content == remote[0]  # like vLLM, the server returns only the continuation
+    refused = json.dumps({"model": "smol", "messages": convo, "continue_final_message": False}).encode()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(urllib.request.Request(server + "/v1/chat/completions", data=refused,
+                                                      headers={"Content-Type": "application/json"}), timeout=10)
+    assert e.value.code == 400 and "continue_final_message=true" in e.value.read().decode()

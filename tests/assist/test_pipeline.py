@@ -61,3 +61,25 @@ def test_evaluate_setting_agrees_with_the_answers(assistants, small_setup):
     assert result["MPC"] is None or 0 <= result["MPC"] <= 1
     none = evaluate_setting(assistants["none"], queries)
     assert none["memory_tokens"] == 0 and none["efficiency"] is None and none["MPC"] is None
+
+
+def test_repaired_and_malformed_profiles_are_counted_apart(small_memory, small_setup):
+    from memrec.assist.llm_reasoner import LLMReasoner
+    from memrec.assist.types import prefill_of
+
+    class Scripted:  # keeps the generator contract: prefill + a scripted continuation, in turn
+        name = "scripted"
+
+        def __init__(self, continuations):
+            self.continuations = list(continuations)
+
+        def generate(self, conversations, max_new_tokens=256, temperature=0.0):
+            return [prefill_of(c) + self.continuations.pop(0) for c in conversations]
+
+    queries = small_setup[2].queries[:4]
+    continuations = ['a glass beaker", "useful_memory_ids": []}', "a glass beaker, 600 mL, borosil", "I cannot", 'x"} and prose']
+    assistant = Assistant(LLMReasoner(Scripted(continuations)), small_memory, small_setup[3], "none")
+    result = evaluate_setting(assistant, queries)
+    # 1 strict, 1 cut off and repaired (used), 1 repaired as a cut-off string too ("I cannot" is a profile), 1 malformed
+    assert (result["repaired"], result["malformed"]) == (2, 1)
+    assert assistant.reasoner.repaired["ideal_profile"] == 2 and assistant.reasoner.malformed["ideal_profile"] == 1

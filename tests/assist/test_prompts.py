@@ -31,27 +31,34 @@ class Scripted:
         return [self.answers.pop(0) for _ in conversations]
 
 
+VERSIONS = {"patterns": 1, "profile": 1, "aspects": 1, "select_aspects": 1, "ideal_profile": 2}  # 2: the answer prefill
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_every_prompt_file_is_versioned_and_renders(task):
     text = (PROMPTS_DIR / f"{task}.txt").read_text()
-    assert text.splitlines()[0] == f"version: {task}/1"
+    assert text.splitlines()[0] == f"version: {task}/{VERSIONS[task]}"
     prompt = load_prompt(task)
     names = {"category", "records", "patterns", "queries", "positives", "negatives", "request", "aspects", "memories", "memory_ids"}
     messages = prompt.render(**{n: f"<{n}>" for n in names})
-    assert messages[0]["role"] == "system" and messages[-1]["role"] == "user" and messages[0]["content"]
+    asked = messages[-2] if prompt.prefill else messages[-1]  # the user turn to answer, before any prefill
+    assert messages[0]["role"] == "system" and asked["role"] == "user" and messages[0]["content"]
     assert all("$" not in m["content"] for m in messages)
+    assert bool(prompt.prefill) == (task == "ideal_profile")
 
 
 def test_ideal_profile_prompt_asks_for_the_json_and_names_the_citable_ids():
     messages = ideal_profile_messages("a beaker for boiling water", ["material", "capacity"], MEMORIES)
-    assert messages[0]["role"] == "system" and messages[-1]["role"] == "user"
+    assert messages[0]["role"] == "system" and messages[-2]["role"] == "user"
+    assert messages[-1] == {"role": "assistant", "content": '{"ideal_item_profile": "'}  # the prefill the model continues
     assert '"ideal_item_profile"' in messages[0]["content"] and '"useful_memory_ids"' in messages[0]["content"]
-    example = [m for m in messages if m["role"] == "assistant"]  # a worked example answer, well-formed
+    example = [m for m in messages[:-1] if m["role"] == "assistant"]  # a worked example answer, well-formed
     assert example and parse_ideal_profile(example[0]["content"], {"u9/record/0"}).well_formed
-    user = messages[-1]["content"]
+    assert example[0]["content"].startswith(messages[-1]["content"])  # the example starts like the prefill
+    user = messages[-2]["content"]
     assert "Request: a beaker for boiling water" in user and '"u7/record/0", "u7/pattern/Lab"' in user
     assert "- u7/pattern/Lab: prefers borosilicate glassware" in user and "material, capacity" in user
-    assert "(none: cite [])" in ideal_profile_messages("a beaker", [], [])[-1]["content"]
+    assert "(none: cite [])" in ideal_profile_messages("a beaker", [], [])[-2]["content"]
 
 
 def test_bad_prompt_files_and_missing_values_are_clear_errors(tmp_path):

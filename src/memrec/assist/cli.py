@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", choices=BACKENDS, default="deterministic", help="reasoner (default: deterministic, no LLM)")
         p.add_argument("--llm-url", help="openai back-end: base URL of an OpenAI-compatible server")
         p.add_argument("--llm-model", help="openai back-end: model name")
+        p.add_argument("--no-continue-flags", action="store_true",
+                       help="openai back-end: leave vLLM's continue_final_message / add_generation_prompt out of requests "
+                            "(for servers that reject unknown fields)")
         p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
         if memory_required:
             p.add_argument("--memory", required=True, help="memory folder written by build-memory")
@@ -113,7 +116,7 @@ def make_reasoner(args, documents: list[str]):
         raise ConfigError("--backend openai needs --llm-url and --llm-model")
     from memrec.assist.llm.openai_http import OpenAIGenerator
 
-    return LLMReasoner(OpenAIGenerator(args.llm_url, args.llm_model))
+    return LLMReasoner(OpenAIGenerator(args.llm_url, args.llm_model, continue_flags=not getattr(args, "no_continue_flags", False)))
 
 
 # ---------------------------------------------------------------------------- build-memory

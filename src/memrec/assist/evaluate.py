@@ -3,8 +3,9 @@
 Scientific (synthetic requests, see :mod:`memrec.assist.queries`): for each memory setting, full
 ranking of the 4,385 items (the user's history masked, pessimistic ties) -> Recall and NDCG at
 10 / 100 / 1000, heuristic MPC / MRC, mean memory tokens (MiniLM word pieces), efficiency
-(R@100 per 100 memory tokens), malformed profiles and the mean time per request split into memory
-retrieval, reasoner (LLM) calls and item retrieval.
+(R@100 per 100 memory tokens), malformed profiles (the request used instead), repaired profiles (an LLM
+answer cut off and closed, see :func:`memrec.assist.llm_reasoner.repair_ideal_profile`) and the mean time
+per request split into memory retrieval, reasoner (LLM) calls and item retrieval.
 
 TALLRec (real like / dislike labels, 1,000 test examples): local memory = one record per liked
 title ("Liked movie: TITLE"); the request is "a movie I will like"; ``none`` shows no memory,
@@ -98,6 +99,7 @@ def evaluate_setting(assistant: Assistant, queries: list[Query]) -> dict:
     out["memory_tokens"] = sum(a.memory_tokens for a in answers) / max(len(answers), 1)
     out["efficiency"] = efficiency(out["R@100"], out["memory_tokens"])
     out["malformed"] = assistant.malformed
+    out["repaired"] = assistant.repaired
     for part in ("memory", "llm", "items"):
         out[f"time_{part}_ms"] = 1000 * sum(a.timings[part] for a in answers) / max(len(answers), 1)
     out["queries"] = len(answers)
@@ -171,12 +173,14 @@ def evaluate_tallrec(reasoner: Reasoner, encode, path: str | Path, limit: int | 
         profiles = [a.ideal_item_profile if a.well_formed and a.ideal_item_profile.strip() else TALLREC_REQUEST for a in answers]
         shown = [len(c) for c in contexts]
         malformed = sum(1 for a in answers if not a.well_formed)
+        repaired = sum(1 for a in answers if a.well_formed and a.repaired)
         sims = (F.normalize(encode(profiles).float(), dim=-1) * target).sum(-1).tolist()
         out["settings"][setting] = {
             "AUC": auc(sims, labels),
             "AUC_minus_disliked": auc([s - d for s, d in zip(sims, disliked)], labels) if setting != "none" else None,
             "memories_shown": sum(shown) / len(shown),
             "malformed": malformed,
+            "repaired": repaired,
             "ms_per_example": 1000 * (time.perf_counter() - start) / len(examples),
         }
     liked = [F.normalize(encode(list(ex.liked)).float(), dim=-1).mean(0) if ex.liked else torch.zeros(target.shape[1]) for ex in examples]
@@ -193,7 +197,7 @@ def run(reasoner: Reasoner, config: EvalConfig = EvalConfig(), setup=None, memor
               "scientific": evaluate_scientific(reasoner, config, setup=setup, memory=memory)}
     if config.tallrec is not None:
         result["tallrec"] = evaluate_tallrec(reasoner, setup[4], tallrec_path(config), config.tallrec_limit, k_memory=config.k_memory)
-    for name in ("calls", "malformed"):  # an LLM reasoner's counters per task
+    for name in ("calls", "malformed", "repaired"):  # an LLM reasoner's counters per task
         if isinstance(getattr(reasoner, name, None), dict):
             result[f"reasoner_{name}"] = dict(getattr(reasoner, name))
     return result
@@ -213,18 +217,19 @@ def markdown(result: dict) -> str:
     memory_by = f" (memory written by: {result['memory_backend']})" if result.get("memory_backend", result["backend"]) != result["backend"] else ""
     lines = [f"Back-end: {result['backend']}{memory_by}. Scientific, SYNTHETIC requests ({sci['queries']} queries, {sci['items']} items, "
              f"seed {sci['seed']}; {sci['protocol']}).", "",
-             "| memory | R@10 | R@100 | R@1000 | N@10 | N@100 | N@1000 | MPC | MRC | memory tokens | R@100 / 100 tokens | malformed | ms memory / LLM / items |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| memory | R@10 | R@100 | R@1000 | N@10 | N@100 | N@1000 | MPC | MRC | memory tokens | R@100 / 100 tokens | malformed | repaired | ms memory / LLM / items |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in sci["settings"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(r[k]) for k in ("R@10", "R@100", "R@1000", "N@10", "N@100", "N@1000", "MPC", "MRC"))
-                     + f" | {r['memory_tokens']:.1f} | {_fmt(r['efficiency'], 3)} | {r['malformed']} | "
+                     + f" | {r['memory_tokens']:.1f} | {_fmt(r['efficiency'], 3)} | {r['malformed']} | {r.get('repaired', 0)} | "
                      + f"{r['time_memory_ms']:.1f} / {r['time_llm_ms']:.1f} / {r['time_items_ms']:.1f} |")
     if "tallrec" in result:
         t = result["tallrec"]
         lines += ["", f"TALLRec movies (real labels, {t['examples']} test examples, {t['positives']} positive).", "",
-                  "| memory | AUC (profile vs target) | AUC (minus closest disliked) | memories shown | malformed | ms / example |", "|---|---|---|---|---|---|"]
+                  "| memory | AUC (profile vs target) | AUC (minus closest disliked) | memories shown | malformed | repaired | ms / example |", "|---|---|---|---|---|---|---|"]
         for name, r in t["settings"].items():
-            lines.append(f"| {name} | {_fmt(r['AUC'])} | {_fmt(r['AUC_minus_disliked'])} | {r['memories_shown']:.1f} | {r['malformed']} | {r['ms_per_example']:.1f} |")
+            lines.append(f"| {name} | {_fmt(r['AUC'])} | {_fmt(r['AUC_minus_disliked'])} | {r['memories_shown']:.1f} | {r['malformed']} | "
+                         f"{r.get('repaired', 0)} | {r['ms_per_example']:.1f} |")
         lines.append(f"| baseline: liked-title centroid (no reasoner) | {_fmt(t['baseline_liked_centroid_AUC'])} | "
-                     f"{_fmt(t['baseline_liked_minus_disliked_AUC'])} | all | - | - |")
+                     f"{_fmt(t['baseline_liked_minus_disliked_AUC'])} | all | - | - | - |")
     return "\n".join(lines)

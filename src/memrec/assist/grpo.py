@@ -13,11 +13,20 @@ id (the memory-retrieval call itself is made by the assistant before the prompt;
 model shows that it used it). The advantage of an answer is (r - mean) / std within its group and
 the update is the PPO-clipped policy gradient (TRL ``loss_type="grpo"``, ``scale_rewards="group"``).
 
+**Prefill.** The ideal-profile prompt (``ideal_profile/2``) ends with the assistant prefill
+``{"ideal_item_profile": "``, as at inference. TRL renders a chat prompt that ends with an assistant
+message as a closed turn followed by a new one, so the training prompts are given to TRL as text,
+rendered by :func:`memrec.assist.llm.hf.chat_prompt_text` exactly as :class:`~memrec.assist.llm.hf.HFGenerator`
+renders them (the text ends inside the prefilled assistant message). A completion is then only the
+continuation, which is not JSON on its own: the reward scores prefill + completion (the ``prefill``
+column of the data set, passed to :func:`reward_terms`).
+
 **Partial credit** (``partial_credit=True``, the default; ``False`` is the paper's strict reward). A
 135M model on a CPU, limited to a few dozen new tokens, almost never closes the JSON object, so the
 strict reward is nearly constant and gives no learning signal. With partial credit a malformed answer
 earns 0.2 format credit for each of: opening a JSON object, naming ``"ideal_item_profile"``, naming
-``"useful_memory_ids"`` (at most 0.6 < 1); its nDCG terms are computed on the salvaged profile (the
+``"useful_memory_ids"`` (at most 0.6 < 1; with the prefill the first two always hold, so the credit
+that still differs within a group is naming the id list); its nDCG terms are computed on the salvaged profile (the
 possibly unterminated ``ideal_item_profile`` string, else the whole answer); ``memory_used`` is 0.5 if
 an offered memory id appears quoted in the answer. Strictly, a malformed answer scores 0 on every term.
 
@@ -39,6 +48,7 @@ from pathlib import Path
 import torch
 
 from memrec.assist.llm_reasoner import MalformedAnswerError, ideal_profile_messages, parse_ideal_profile
+from memrec.assist.types import prefill_of
 from memrec.encoders.common import require
 from memrec.errors import ConfigError
 
@@ -133,9 +143,11 @@ def format_credit(text: str, memory_ids, partial_credit: bool = True):
     return round(0.2 * sum(cues), 6), 0.5 * cited, None
 
 
-def reward_terms(completions, targets, memory_ids, catalog, partial_credit: bool = True, exclude=None) -> list[RewardTerms]:
+def reward_terms(completions, targets, memory_ids, catalog, partial_credit: bool = True, exclude=None, prefills=None) -> list[RewardTerms]:
     """The reward terms of a batch of answers; ``catalog`` (an :class:`~memrec.assist.catalog.ItemCatalog`) ranks the
     targets over the whole pool, with the items of ``exclude`` (per answer: the user's history) masked.
+    ``prefills`` (per answer, or None) is the start of the answer that was in the prompt: the answer scored
+    is prefill + completion (a completion continues the prefill and is not the whole answer).
 
     Example:
         >>> import torch
@@ -147,6 +159,8 @@ def reward_terms(completions, targets, memory_ids, catalog, partial_credit: bool
         [10.2, 6.309]
     """
     texts = [completion_text(c) for c in completions]
+    if prefills is not None:
+        texts = [(p or "") + t for p, t in zip(prefills, texts)]
     credits = [format_credit(t, ids, partial_credit) for t, ids in zip(texts, memory_ids)]
     profiles = [answer.ideal_item_profile if answer else (salvage_profile(t) if partial_credit else "")
                 for t, (_, _, answer) in zip(texts, credits)]
@@ -165,9 +179,9 @@ def reward_terms(completions, targets, memory_ids, catalog, partial_credit: bool
 
 
 def reward(completions, targets, memory_ids, catalog, weights: RewardWeights = RewardWeights(), partial_credit: bool = True,
-           exclude=None) -> list[float]:
+           exclude=None, prefills=None) -> list[float]:
     """MR.Rec's reward of each answer: ``0.1*format + 5*(nDCG@100 + nDCG@1000) + 0.1*memory_used`` (see the module notes)."""
-    return [t.total(weights) for t in reward_terms(completions, targets, memory_ids, catalog, partial_credit, exclude)]
+    return [t.total(weights) for t in reward_terms(completions, targets, memory_ids, catalog, partial_credit, exclude, prefills)]
 
 
 # ----------------------------------------------------------------------------- examples
@@ -185,6 +199,28 @@ class RLExample:
     target: str
     memory_ids: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+
+    @property
+    def prefill(self) -> str:
+        """The start of the answer in the prompt (its final assistant message), or ``""``."""
+        return prefill_of(self.messages)
+
+
+def rl_dataset_rows(examples: list[RLExample], tokenizer) -> list[dict]:
+    """The rows TRL trains on: the prompt as text rendered like :class:`~memrec.assist.llm.hf.HFGenerator` renders
+    it (ending inside the prefilled assistant message), the prefill the reward puts back in front of each
+    completion, the target, and the id lists as JSON text (an all-empty list column has no Arrow type)."""
+    from memrec.assist.llm.hf import chat_prompt_text
+
+    rows = []
+    for e in examples:
+        text = chat_prompt_text(tokenizer, e.messages)
+        bos = getattr(tokenizer, "bos_token", None)
+        if bos and text.startswith(bos) and tokenizer("")["input_ids"]:  # TRL tokenizes with special tokens: no double BOS
+            text = text[len(bos):]
+        rows.append({"prompt": text, "prefill": e.prefill, "target": e.target, "memory_ids": json.dumps(e.memory_ids),
+                     "exclude": json.dumps(e.exclude)})
+    return rows
 
 
 def rl_examples(assistant, queries, prompts_dir: str | None = None) -> list[RLExample]:
@@ -287,13 +323,12 @@ def train_rl(config: RLConfig, examples: list[RLExample], catalog, output: str |
     output.mkdir(parents=True, exist_ok=True)
     device = config.resolved_device()
     folder = resolve_model(config.model)
-    dataset = datasets.Dataset.from_list(
-        [{"prompt": e.messages, "target": e.target, "memory_ids": json.dumps(e.memory_ids), "exclude": json.dumps(e.exclude)}
-         for e in examples])  # id lists as JSON text: an all-empty list column has no Arrow type
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    dataset = datasets.Dataset.from_list(rl_dataset_rows(examples, tokenizer))
 
-    def mrrec_reward(prompts, completions, target, memory_ids, exclude, log_metric=None, **_):
+    def mrrec_reward(prompts, completions, target, memory_ids, exclude, prefill=None, log_metric=None, **_):
         ids = [json.loads(m) for m in memory_ids]
-        terms = reward_terms(completions, target, ids, catalog, config.partial_credit, [json.loads(e) for e in exclude])
+        terms = reward_terms(completions, target, ids, catalog, config.partial_credit, [json.loads(e) for e in exclude], prefill)
         if log_metric is not None:
             n = len(terms)
             for name in ("format", "ndcg100", "ndcg1000", "memory"):

@@ -5,6 +5,11 @@ Each task has one prompt file in ``memrec/assist/prompts/`` (``patterns``, ``pro
 and a ``### user`` section; ``$name`` placeholders are filled with :class:`string.Template` (write
 ``$$`` for a dollar sign). Changing a prompt means raising its version: answers and results name it.
 
+A file may end with an ``### assistant`` section after its last ``### user`` section: the **prefill**,
+the start of the answer that the model continues (``ideal_profile/2`` prefills ``{"ideal_item_profile": "``,
+so that even SmolLM2-135M only has to finish the JSON object). Every back-end returns prefill +
+continuation (see :class:`~memrec.assist.types.TextGenerator`), so the parser sees the whole answer.
+
 Parsing is strict and never raises on bad LLM text. The ideal-profile answer must contain a JSON object
 (the first ``{...}`` that decodes) with a non-empty string ``ideal_item_profile`` and a list
 ``useful_memory_ids`` of ids that were offered in the prompt. Anything else is *malformed*: the answer
@@ -12,6 +17,16 @@ falls back to the request itself as the profile (``well_formed=False``) and the 
 ``reasoner.malformed[task]`` (with the reason in ``reasoner.reasons``); ``reasoner.calls[task]`` counts
 every LLM call, so ``calls[t] - malformed[t]`` answers were used as written. List answers (aspects) are
 read as a JSON list or one item per line, deduplicated.
+
+**Repair** (``LLMReasoner(repair=True)``, the default). An ideal-profile answer that contains no complete
+JSON object but is the *beginning* of a well-formed answer (the string or the object was cut off by
+``max_new_tokens``, or the model closed the string and stopped) is closed by
+:func:`repair_ideal_profile`: the open string, id list and object are closed, a trailing partial id or
+key is dropped, and ``"useful_memory_ids": []`` is added when the list was never reached. The result
+must pass the strict parser (cited ids must still have been offered). Such an answer is used and
+counted in ``reasoner.repaired[task]``, never in ``malformed``; a complete object with a wrong field,
+prose without the object, or an answer that does not start like the answer format stays malformed.
+So ``calls - malformed - repaired`` answers were well-formed as written.
 """
 from __future__ import annotations
 
@@ -42,7 +57,8 @@ class MalformedAnswerError(MemrecError, ValueError):
 @dataclass(frozen=True)
 class Prompt:
     """One task's prompt: versioned chat-message templates (a system message, then user turns and
-    optional example assistant turns, ending with the user turn to answer).
+    optional example assistant turns, ending with the user turn to answer, optionally followed by the
+    assistant prefill: the start of the answer, which the model continues).
 
     Example:
         >>> p = Prompt("echo", "echo/1", (("system", "Be brief."), ("user", "Say $word.")))
@@ -61,14 +77,28 @@ class Prompt:
         except (KeyError, ValueError) as e:
             raise PromptError(f"prompt {self.version}: no value for placeholder {e} (given: {sorted(values)})") from None
 
+    @property
+    def prefill(self) -> str:
+        """The start of the answer the model continues (a final assistant section), or ``""``.
+
+        Example:
+            >>> Prompt("t", "t/1", (("system", "S"), ("user", "U"), ("assistant", '{"a": "'))).prefill
+            '{"a": "'
+        """
+        return self.messages[-1][1] if self.messages[-1][0] == "assistant" else ""
+
 
 def parse_prompt(text: str, task: str, where: str = "<text>") -> Prompt:
     """A prompt file's text -> :class:`Prompt`: ``version: TASK/N``, then ``### system``, ``### user`` and
-    ``### assistant`` sections (one system section first, the last section a user turn).
+    ``### assistant`` sections (one system section first; the last section a user turn, or an assistant
+    section right after the last user turn: the prefill, stripped of surrounding blank lines like every
+    section).
 
     Example:
         >>> parse_prompt("version: t/2\\n### system\\nS\\n### user\\nU $x\\n", "t").version
         't/2'
+        >>> parse_prompt('version: t/3\\n### system\\nS\\n### user\\nU\\n### assistant\\n{"a": "\\n', "t").prefill
+        '{"a": "'
     """
     lines = text.splitlines()
     if not lines or not re.fullmatch(rf"version: {re.escape(task)}/\d+", lines[0].strip()):
@@ -81,10 +111,14 @@ def parse_prompt(text: str, task: str, where: str = "<text>") -> Prompt:
         elif sections:
             sections[-1][1].append(line)
     roles = [role for role, _ in sections]
-    if len(roles) < 2 or roles[0] != "system" or "system" in roles[1:] or roles[-1] != "user":
+    turns = roles[:-1] if len(roles) > 2 and roles[-1] == "assistant" else roles  # a final assistant section: the prefill
+    if len(turns) < 2 or turns[0] != "system" or "system" in turns[1:] or turns[-1] != "user":
         raise PromptError(f"{where}: expected a '### system' section, then '### user' (and '### assistant' example) "
-                          f"sections ending with a user turn, got {roles}")
-    return Prompt(task, lines[0].split(":", 1)[1].strip(), tuple((role, "\n".join(body).strip()) for role, body in sections))
+                          f"sections ending with a user turn (optionally followed by one '### assistant' prefill), got {roles}")
+    messages = tuple((role, "\n".join(body).strip()) for role, body in sections)
+    if len(turns) < len(roles) and not messages[-1][1]:
+        raise PromptError(f"{where}: the final '### assistant' section (the prefill) is empty")
+    return Prompt(task, lines[0].split(":", 1)[1].strip(), messages)
 
 
 @lru_cache(maxsize=None)
@@ -93,7 +127,7 @@ def load_prompt(task: str, folder: str | None = None) -> Prompt:
 
     Example:
         >>> load_prompt("ideal_profile").version
-        'ideal_profile/1'
+        'ideal_profile/2'
     """
     path = Path(folder or PROMPTS_DIR) / f"{task}.txt"
     if not path.exists():
@@ -118,12 +152,15 @@ def bullets(items, limit: int = 20, width: int = 400) -> str:
 
 
 def ideal_profile_messages(request: str, aspects: list[str], memories: list[MemoryChunk], folder: str | None = None) -> list[dict[str, str]]:
-    """The chat messages that ask for the ideal item profile (the prompt GRPO trains on).
+    """The chat messages that ask for the ideal item profile (the prompt GRPO trains on), ending with the
+    assistant prefill ``{"ideal_item_profile": "`` that the model continues.
 
     Example:
         >>> m = ideal_profile_messages("a glass beaker", ["material"], [MemoryChunk("u1/record/0", "u1", "record", "Lab", "Pyrex beaker")])
-        >>> "- u1/record/0: Pyrex beaker" in m[-1]["content"], '"u1/record/0"' in m[-1]["content"]
+        >>> "- u1/record/0: Pyrex beaker" in m[-2]["content"], '"u1/record/0"' in m[-2]["content"]
         (True, True)
+        >>> m[-1]
+        {'role': 'assistant', 'content': '{"ideal_item_profile": "'}
     """
     memory_lines = "\n".join(f"- {m.id}: {m.text[:400]}" for m in memories) or "- (none)"
     ids = ", ".join(json.dumps(m.id) for m in memories) or "(none: cite [])"
@@ -181,6 +218,52 @@ def parse_ideal_profile(text: str, known_ids) -> ProfileAnswer:
     return ProfileAnswer(profile.strip(), list(dict.fromkeys(ids)), text, True)
 
 
+_ANSWER_START = re.compile(r'\s*\{\s*"ideal_item_profile"\s*:\s*"')
+# what closes a cut-off answer, by where it was cut: after the id list, inside it, after the colon, after the
+# key, after the comma, after the profile string, inside it (shortest first: the least added wins)
+_CLOSERS = ("}", "]}", " []}", ": []}", ' "useful_memory_ids": []}', ', "useful_memory_ids": []}', '", "useful_memory_ids": []}')
+
+
+def repair_ideal_profile(text: str, known_ids) -> ProfileAnswer | None:
+    """A *truncated* ideal-profile answer closed into a well-formed one, or None when it cannot honestly be.
+
+    Only an answer that starts like the answer format (``{"ideal_item_profile": "``) and holds no complete
+    JSON object is repaired: the open string / id list / object is closed (a trailing comma, a dangling
+    backslash, or a trailing partial id or key without spaces is dropped first), ``"useful_memory_ids": []``
+    is added when the list was never reached, and the result must pass :func:`parse_ideal_profile` (so a
+    cited id must have been offered and the profile must not be empty). The answer keeps the raw text and
+    has ``repaired=True``.
+
+    Example:
+        >>> repair_ideal_profile('{"ideal_item_profile": "A Pyrex beaker, 600 mL', {"m1"}).ideal_item_profile
+        'A Pyrex beaker, 600 mL'
+        >>> repair_ideal_profile('{"ideal_item_profile": "A beaker", "useful_memory_ids": ["m1", "m', {"m1"}).useful_memory_ids
+        ['m1']
+        >>> repair_ideal_profile('{"ideal_item_profile": "A beaker"}', {"m1"}) is None  # complete object: malformed, not cut off
+        True
+    """
+    if not _ANSWER_START.match(text) or first_json(text, dict) is not None:
+        return None
+    base = text.rstrip()
+    variants = [base, base.rstrip(",").rstrip()]
+    if base.endswith("\\"):
+        variants.append(base[:-1])
+    quote = base.rfind('"')
+    tail = base[quote + 1:]
+    if quote >= _ANSWER_START.match(text).end() and tail and not re.search(r"\s", tail):
+        variants.append(base[:quote].rstrip().rstrip(",").rstrip())  # drop a partial id or key
+    for variant in dict.fromkeys(variants):
+        for closer in _CLOSERS:
+            if (variant + closer).count('"useful_memory_ids"') > 1:  # a duplicate key would hide the cited ids
+                continue
+            try:
+                answer = parse_ideal_profile(variant + closer, known_ids)
+            except MalformedAnswerError:
+                continue
+            return ProfileAnswer(answer.ideal_item_profile, answer.useful_memory_ids, text, True, repaired=True)
+    return None
+
+
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)]|\(\d+\))\s*")
 
 
@@ -234,7 +317,7 @@ class LLMReasoner:
     """
 
     def __init__(self, generator: TextGenerator, max_new_tokens: int = 256, temperature: float = 0.0,
-                 prompts_dir: str | None = None, max_items: int = 20):
+                 prompts_dir: str | None = None, max_items: int = 20, repair: bool = True):
         self.generator = generator
         self.name = f"llm:{generator.name}"
         self.max_new_tokens = max_new_tokens
@@ -243,6 +326,8 @@ class LLMReasoner:
         self.max_items = max_items  # records / requests / items shown in one prompt
         self.calls: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
+        self.repaired: Counter[str] = Counter()  # cut-off answers closed by repair_ideal_profile (used, not malformed)
+        self.repair = repair
         self.reasons: Counter[tuple[str, str]] = Counter()
         self.versions = prompt_versions(prompts_dir)
 
@@ -301,13 +386,24 @@ class LLMReasoner:
         return self.ideal_item_profiles([request], [aspects], [memories])[0]
 
     def ideal_item_profiles(self, requests: list[str], aspects: list[list[str]], memories: list[list[MemoryChunk]]) -> list[ProfileAnswer]:
-        """:meth:`ideal_item_profile` for many requests in one batched generation."""
+        """:meth:`ideal_item_profile` for many requests in one batched generation.
+
+        The prompt ends with the assistant prefill; by the :class:`~memrec.assist.types.TextGenerator` contract
+        the generator returns the whole answer, prefill + continuation (a text that does not start with the
+        prefill is parsed as it is, never completed with it). A strictly malformed answer is repaired when it
+        was only cut off (``self.repair``)."""
         conversations = [ideal_profile_messages(r, a, m, self.prompts_dir) for r, a, m in zip(requests, aspects, memories)]
         answers = []
         for request, mems, text in zip(requests, memories, self._ask("ideal_profile", conversations)):
+            known = {m.id for m in mems}
             try:
-                answers.append(parse_ideal_profile(text, {m.id for m in mems}))
+                answers.append(parse_ideal_profile(text, known))
             except MalformedAnswerError as e:
+                repaired = repair_ideal_profile(text, known) if self.repair else None
+                if repaired is not None:
+                    self.repaired["ideal_profile"] += 1
+                    answers.append(repaired)
+                    continue
                 self._bad("ideal_profile", str(e).split(":")[0])
                 answers.append(ProfileAnswer(request, [], text, well_formed=False))
         return answers

@@ -84,6 +84,7 @@ class Assistant:
         self.count_tokens = count_tokens
         self.exclude_history = exclude_history
         self.malformed = 0  # profiles the reasoner could not write in the strict format
+        self.repaired = 0  # cut-off profiles closed by the LLM reasoner's repair (used; not malformed)
 
     def context(self, query: Query) -> tuple[list[str], list[MemoryChunk]]:
         """The aspects selected and the memory chunks shown for this request under this setting."""
@@ -141,6 +142,8 @@ class Assistant:
         if not profile.well_formed or not profile.ideal_item_profile.strip():
             self.malformed += 1
             profile = ProfileAnswer(query.text, [], raw=profile.raw, well_formed=False)
+        elif profile.repaired:
+            self.repaired += 1
         start = time.perf_counter()
         exclude = [list(query.history)] if self.exclude_history else None
         items = self.catalog.search([profile.ideal_item_profile], k=k, exclude=exclude)[0]

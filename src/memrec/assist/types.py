@@ -58,13 +58,17 @@ class ProfileAnswer:
     """What the reasoner outputs at query time: ``{"ideal_item_profile": str, "useful_memory_ids": [...]}``.
 
     ``well_formed`` is False when an LLM's text could not be parsed strictly; the assistant then
-    falls back to the request itself as the profile and counts the failure.
+    falls back to the request itself as the profile and counts the failure. ``repaired`` is True when
+    the text was a *truncated* well-formed answer (cut off by the token limit, or the object left open)
+    that became well-formed once closed (see :func:`memrec.assist.llm_reasoner.repair_ideal_profile`);
+    such an answer is used (``well_formed`` True) but counted apart from the strictly well-formed ones.
     """
 
     ideal_item_profile: str
     useful_memory_ids: list[str] = field(default_factory=list)
     raw: str = ""
     well_formed: bool = True
+    repaired: bool = False
 
 
 class Reasoner(Protocol):
@@ -96,10 +100,41 @@ class Reasoner(Protocol):
 class TextGenerator(Protocol):
     """A chat LLM: a batch of conversations -> one completion each.
 
-    ``messages`` follow the OpenAI chat format: ``[{"role": "system"|"user", "content": str}, ...]``.
+    ``messages`` follow the OpenAI chat format: ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
+
+    **Prefill.** A conversation may end with an ``assistant`` message: the start of the answer (e.g.
+    ``{"ideal_item_profile": "``). The generator then continues that message instead of opening a new
+    turn, and returns the *whole* assistant text, prefill + continuation (:func:`prefill_of`,
+    :func:`join_prefill`), so that a parser always sees a complete answer.
     """
 
     name: str
 
     def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 256, temperature: float = 0.0) -> list[str]:
         ...
+
+
+def prefill_of(messages: list[dict[str, str]]) -> str:
+    """The prefill of a conversation: the content of a final ``assistant`` message, else ``""``.
+
+    Example:
+        >>> prefill_of([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": '{"a": "'}])
+        '{"a": "'
+        >>> prefill_of([{"role": "user", "content": "Hi"}])
+        ''
+    """
+    return messages[-1]["content"] if messages and messages[-1].get("role") == "assistant" else ""
+
+
+def join_prefill(prefill: str, text: str) -> str:
+    """The whole assistant text from a prefill and what a back-end returned: ``text`` as is when it already
+    starts with the prefill (a back-end that returns the whole message, or a server that ignored the prefill
+    and wrote a full answer itself), else ``prefill + text`` (a back-end that returned only the continuation).
+
+    Example:
+        >>> join_prefill('{"p": "', 'glass", "n": 1}'), join_prefill('{"p": "', '{"p": "glass"}')
+        ('{"p": "glass", "n": 1}', '{"p": "glass"}')
+    """
+    if not prefill or text.lstrip().startswith(prefill):
+        return text
+    return prefill + text

@@ -9,6 +9,11 @@ Hugging Face folder with a chat template can be named instead; nothing is ever d
 
 Generation is greedy by default, batched with left padding (a batch gives the same text as one prompt
 at a time, which the tests check), and stops at the model's end-of-turn token.
+
+A conversation that ends with an ``assistant`` message (a prefill, e.g. ``{"ideal_item_profile": "``) is
+rendered with ``continue_final_message=True`` and no generation prompt: the model continues that message,
+and the returned text is the prefill + the continuation (:func:`chat_prompt_text`; GRPO renders its
+training prompts with the same function).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from memrec.assist.types import prefill_of
 from memrec.encoders.common import ModelNotFoundError, check_device, package_dir, require
 from memrec.errors import MemrecError
 
@@ -94,6 +100,18 @@ def smollm2_folder(cache: str | Path | None = None) -> Path:
     return target
 
 
+def chat_prompt_text(tokenizer, messages: list[dict[str, str]]) -> str:
+    """A conversation rendered with the tokenizer's chat template, ready for the model to write.
+
+    If the last message is from the ``assistant`` (a prefill), the text ends inside that message
+    (``continue_final_message=True``, no generation prompt), so the model continues it; otherwise
+    the text ends with the generation prompt of a new assistant turn.
+    """
+    if prefill_of(messages):
+        return tokenizer.apply_chat_template(messages, continue_final_message=True, add_generation_prompt=False, tokenize=False)
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 def resolve_model(model: str | Path) -> Path:
     """``"smollm2"`` -> the converted SmolLM2 folder; anything else must be a local model folder.
 
@@ -119,6 +137,7 @@ class HFGenerator:
 
     ``model`` is ``"smollm2"`` (the default) or a local Hugging Face folder with a chat template.
     ``batch_size`` prompts are generated together (left padding); greedy unless ``temperature > 0``.
+    A final ``assistant`` message is continued, and its content (the prefill) starts the returned text.
 
     Example::
 
@@ -141,13 +160,18 @@ class HFGenerator:
         self.model = transformers.AutoModelForCausalLM.from_pretrained(self.folder, dtype=getattr(torch, dtype)).to(self.device).eval()
 
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
-        """One conversation rendered with the model's chat template, ready for the assistant's turn."""
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        """One conversation rendered with the model's chat template, ready for the assistant's turn (or
+        inside a final assistant message, which the model then continues: see :func:`chat_prompt_text`)."""
+        return chat_prompt_text(self.tokenizer, messages)
 
     def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 256, temperature: float = 0.0,
                  seed: int | None = None) -> list[str]:
-        """One completion per conversation, in order. ``seed`` fixes sampling when ``temperature > 0``."""
+        """One completion per conversation, in order. ``seed`` fixes sampling when ``temperature > 0``.
+
+        For a conversation ending with an assistant message the completion is that message's content
+        followed by the continuation, exactly as generated (only trailing whitespace is dropped)."""
         texts = [self.prompt_text(c) for c in conversations]
+        prefills = [prefill_of(c) for c in conversations]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
         out: list[str] = [""] * len(texts)
         if seed is not None:
@@ -155,7 +179,7 @@ class HFGenerator:
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             for i, text in zip(rows, self._generate_batch([texts[i] for i in rows], max_new_tokens, temperature)):
-                out[i] = text
+                out[i] = prefills[i] + text.rstrip() if prefills[i] else text.strip()
         return out
 
     @torch.no_grad()
@@ -163,7 +187,7 @@ class HFGenerator:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
         ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling)
-        return [t.strip() for t in self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+        return self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def __repr__(self) -> str:
         return f"HFGenerator({str(self.folder)!r}, device={self.device!r})"

@@ -6,6 +6,12 @@ so that :class:`~memrec.assist.llm.openai_http.OpenAIGenerator` (or any OpenAI c
 Requests are answered one at a time (a lock around the model); ``stream`` and ``n > 1`` are refused
 with HTTP 400.
 
+A final ``assistant`` message (a prefill) is continued, like vLLM with ``"continue_final_message": true,
+"add_generation_prompt": false`` and like the llama.cpp server; the answer holds only the continuation,
+as vLLM's does. The flags are accepted (and not needed); a request that sets ``continue_final_message``
+to false, or ``add_generation_prompt`` to true, for a conversation ending with an assistant message asks
+for a new turn after it, which this server does not do: HTTP 400.
+
 Example::
 
     memrec assist serve-llm --model smollm2 --port 8001
@@ -18,6 +24,7 @@ import threading
 import time
 import uuid
 
+from memrec.assist.types import prefill_of
 from memrec.encoders.common import require
 
 
@@ -56,6 +63,8 @@ def create_app(generator, model_name: str | None = None, default_max_tokens: int
         temperature: float = Field(default=0.0, ge=0.0)
         n: int = 1
         stream: bool = False
+        continue_final_message: bool | None = None  # vLLM's flags; a final assistant message is always continued
+        add_generation_prompt: bool | None = None
 
     @app.get("/health")
     def health():
@@ -70,9 +79,15 @@ def create_app(generator, model_name: str | None = None, default_max_tokens: int
         if request.stream or request.n != 1:
             raise fastapi.HTTPException(400, "this server answers n=1 without streaming: set stream=false and n=1")
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        prefill = prefill_of(messages)
+        if prefill and (request.continue_final_message is False or request.add_generation_prompt is True):
+            raise fastapi.HTTPException(400, "the last message is an assistant message, which this server continues: "
+                                             "send continue_final_message=true and add_generation_prompt=false (or neither)")
         max_tokens = request.max_completion_tokens or request.max_tokens or default_max_tokens
         with lock:
             text = generator.generate([messages], max_new_tokens=max_tokens, temperature=request.temperature)[0]
+        if prefill and text.startswith(prefill):  # like vLLM: only the continuation
+            text = text[len(prefill):]
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex[:24],
             "object": "chat.completion",
