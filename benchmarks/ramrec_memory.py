@@ -53,9 +53,9 @@ def variants(model) -> dict:
 
 
 @torch.inference_mode()
-def read_costs(model, evalset, max_len: int, batch_size: int, single_users: int = 200) -> dict:
-    """Microseconds per user for: the forward pass alone, + own bank, + neighbour memory (search and mix)."""
-    copies = variants(model)
+def read_costs(model, copies: dict, evalset, max_len: int, batch_size: int, single_users: int = 200) -> dict:
+    """Microseconds per user for: the forward pass alone, + own bank, + neighbour memory (search and mix);
+    ``copies`` are :func:`variants` of ``model``."""
     plain, banked = copies["neither"], copies["no neighbour memory"]
     neighbours = model.neighbours
 
@@ -126,11 +126,12 @@ def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 2
     if config.model != "ramrec":
         raise SystemExit(f"{checkpoint} is a {config.model!r} checkpoint; this benchmark reads RAMRec's memories")
     max_len = config.data.max_len
-    ranks = {name: rank_evalset(m, split.test, max_len, batch_size) for name, m in variants(model).items()}
+    copies = variants(model)
+    ranks = {name: rank_evalset(m, split.test, max_len, batch_size) for name, m in copies.items()}
     results = {name: metrics_from_ranks(r, ks=(10,)) for name, r in ranks.items()}
     for name, m in results.items():
         log(f"{ds.name} {name}: test NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hit@10']:.4f}")
-    costs = read_costs(model, split.test, max_len, batch_size, single_users)
+    costs = read_costs(model, copies, split.test, max_len, batch_size, single_users)
     log(f"read costs (us per user): {costs}")
     full, without = results["full"]["ndcg@10"], results["no neighbour memory"]["ndcg@10"]
     training = epoch_costs(config, ds.num_items, split, log) if epoch_cost else None

@@ -195,11 +195,13 @@ class RAMRec(SASRec):
         return self.read_memory(hidden, *self.window_entries(hidden, items))[0]
 
     def encode_last(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
-        return self.last_states(items, last, users)[0]
+        return self.last_states(items, last, users, window=False)[0]
 
-    def last_states(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def last_states(self, items: torch.Tensor, last: torch.Tensor, users: torch.Tensor | None = None,
+                    window: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """States at position ``last`` of each row, (B, L), (B,) -> two (B, d): the user vector (window
-        and, at evaluation, the user's bank) and the window-only state, the neighbour memory's query."""
+        and, at evaluation, the user's bank) and the window-only state, the neighbour memory's query
+        (None when the bank was read and ``window`` is False)."""
         if not self._memory_in_use():
             state = super().encode_last(items, last, users)
             return state, state
@@ -208,26 +210,28 @@ class RAMRec(SASRec):
         keys, followed, visible = self.window_entries(hidden, items)
         visible = visible[rows, last].unsqueeze(1)  # (B, 1, L-1)
         query = hidden[rows, last].unsqueeze(1)  # (B, 1, d)
-        window = self.read_memory(query, keys, followed, visible)[0][:, 0]
         if users is None or not self.config.bank_at_eval or self.training or not self.bank.num_slots:
-            return window, window
+            state = self.read_memory(query, keys, followed, visible)[0][:, 0]
+            return state, state
+        window_state = self.read_memory(query, keys, followed, visible)[0][:, 0] if window else None
         bank_keys, bank_items = self.bank.gather(users)  # (B, C, d), (B, C)
         in_window = ((bank_items[:, :, None] == followed[:, None, :]) & visible).any(-1)  # (B, C)
         keys = torch.cat([keys, bank_keys], 1)
         followed = torch.cat([followed, bank_items], 1)
         visible = torch.cat([visible, ((bank_items > 0) & ~in_window).unsqueeze(1)], 2)
-        return self.read_memory(query, keys, followed, visible)[0][:, 0], window
+        return self.read_memory(query, keys, followed, visible)[0][:, 0], window_state
 
     def score_all(self, batch: EvalBatch) -> torch.Tensor:
         """The model's scores, mixed with the neighbour memory when it is in use: (B, N + 1)."""
-        logits, queries = self._scores_and_queries(batch)
-        if self.training or not self.neighbours.active:
+        mixing = not self.training and self.neighbours.active
+        logits, queries = self._scores_and_queries(batch, queries=mixing)
+        if not mixing:
             return logits
         return self.neighbours.mix(logits, seen_mask(batch, logits.size(1)), queries, batch.users)
 
-    def _scores_and_queries(self, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scores_and_queries(self, batch: EvalBatch, queries: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         self.check_items(batch.history)
-        user, window = self.last_states(batch.history, (batch.lengths - 1).clamp(min=0), batch.users)
+        user, window = self.last_states(batch.history, (batch.lengths - 1).clamp(min=0), batch.users, window=queries)
         return user @ self.item_embeddings().T, window
 
     @torch.no_grad()  # not inference mode: the memory's tensors are kept and read later with autograd on
