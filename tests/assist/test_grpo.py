@@ -15,7 +15,7 @@ from memrec.assist.grpo import (
     RLConfig, RLExample, RewardWeights, format_credit, reward, reward_terms, rl_dataset_rows, rl_examples, scientific_rl_queries,
     train_rl,
 )
-from memrec.assist.llm_reasoner import ideal_profile_messages
+from memrec.assist.llm_reasoner import ideal_profile_messages, load_prompt
 from memrec.assist.types import MemoryChunk, Query
 from memrec.errors import ConfigError
 
@@ -108,11 +108,12 @@ def test_training_prompts_carry_the_prefill_like_the_local_generator():
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
     memories = [MemoryChunk("u1/record/0", "u1", "record", "Abrasives", "3M sandpaper")]
     example = RLExample(ideal_profile_messages("fine sandpaper", ["grit size"], memories), "B1", ["u1/record/0"], ["B0"])
-    assert example.prefill == PREFILL
+    prefill = load_prompt("ideal_profile").prefill  # the packaged prompt's: the JSON start and the profile's lead
+    assert example.prefill == prefill and prefill.startswith(PREFILL)
     row = rl_dataset_rows([example], tokenizer)[0]
-    assert isinstance(row["prompt"], str) and row["prompt"].endswith("<|im_start|>assistant\n" + PREFILL)
+    assert isinstance(row["prompt"], str) and row["prompt"].endswith("<|im_start|>assistant\n" + prefill)
     assert row["prompt"] == chat_prompt_text(tokenizer, example.messages)  # what HFGenerator feeds the model
-    assert (row["prefill"], row["target"], json.loads(row["memory_ids"]), json.loads(row["exclude"])) == (PREFILL, "B1", ["u1/record/0"], ["B0"])
+    assert (row["prefill"], row["target"], json.loads(row["memory_ids"]), json.loads(row["exclude"])) == (prefill, "B1", ["u1/record/0"], ["B0"])
 
 
 def test_a_real_profile_of_the_target_ranks_it_first(sci_catalog):

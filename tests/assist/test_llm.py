@@ -17,7 +17,7 @@ import pytest
 
 from memrec.assist.llm.hf import HFGenerator, smollm2_folder
 from memrec.assist.llm.openai_http import LLMConnectionError, LLMResponseError, OpenAIGenerator
-from memrec.assist.llm_reasoner import LLMReasoner
+from memrec.assist.llm_reasoner import LLMReasoner, load_prompt
 from memrec.assist.types import MemoryChunk, ProfileAnswer
 from memrec.encoders.common import ModelNotFoundError
 
@@ -113,6 +113,8 @@ def test_the_converted_folder_is_cached_and_reloads_fast(smol):
 def test_a_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelNotFoundError, match=rf"no Hugging Face model folder at {tmp_path / 'nope'}.*'smollm2'"):
         HFGenerator(tmp_path / "nope")
+    with pytest.raises(ValueError, match=r"repetition_penalty must be > 0 \(1.0 = off\), got 0"):
+        HFGenerator(repetition_penalty=0)
 
 
 # ----------------------------------------------------------------------------- HTTP back-end
@@ -180,7 +182,7 @@ def test_the_llm_reasoner_on_smollm2_returns_answers_and_counts_them(smol):
 
 
 # ----------------------------------------------------------------------------- the answer prefill on the real model
-PREFILL = '{"ideal_item_profile": "'
+PREFILL = load_prompt("ideal_profile").prefill
 SANDPAPER = [MemoryChunk("u1/record/0", "u1", "record", "Abrasives", "3M Garnet Sandpaper, 9 x 11 inch, assorted grit"),
              MemoryChunk("u1/pattern/Abrasives", "u1", "pattern", "Abrasives", "buys 3M sandpaper sheets")]
 
@@ -194,7 +196,7 @@ def prefilled(request: str) -> list[dict[str, str]]:
 def test_the_chat_template_ends_inside_the_prefilled_assistant_message(smol):
     text = smol.prompt_text(prefilled("fine sandpaper for finishing wood"))
     assert text.endswith("<|im_start|>assistant\n" + PREFILL)  # continued, not closed: no <|im_end|>, no new turn
-    assert text.count("<|im_start|>assistant") == 2  # the worked example and the prefilled answer
+    assert text.count("<|im_start|>assistant") == 1  # only the prefilled answer: no worked example to copy
     plain = smol.prompt_text(PROMPTS[0])
     assert plain.endswith("<|im_start|>assistant\n") and PREFILL not in plain
 
@@ -206,9 +208,10 @@ def test_smollm2_continues_the_prefill_into_a_parseable_answer(smol):
     texts = [a.raw for a in answers]
     assert all(t.startswith(PREFILL) and len(t) > len(PREFILL) for t in texts)  # the parser saw prefill + continuation
     assert texts[1] == smol.generate([prefilled(requests[1])], max_new_tokens=48)[0]  # batched = alone, with the prefill
-    # greedy SmolLM2 closes the first object within 48 tokens; the second is cut off inside the "useful_memory_ids" key and repaired (no ids)
-    assert [(a.well_formed, a.repaired) for a in answers] == [(True, False), (True, True)]
-    assert reasoner.malformed["ideal_profile"] == 0 and reasoner.repaired["ideal_profile"] == 1
+    # greedy SmolLM2 (prompt ideal_profile/3) closes both objects after the profile, before the id list: repaired with no ids
+    assert [(a.well_formed, a.repaired) for a in answers] == [(True, True), (True, True)]
+    assert reasoner.malformed["ideal_profile"] == 0 and reasoner.repaired["ideal_profile"] == 2
+    assert all(a.ideal_item_profile.startswith(PREFILL.removeprefix('{"ideal_item_profile": "') + " ") for a in answers)
     assert all(a.ideal_item_profile not in requests for a in answers)
     assert all(set(a.useful_memory_ids) <= {m.id for m in SANDPAPER} for a in answers)
 

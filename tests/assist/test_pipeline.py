@@ -77,9 +77,9 @@ def test_repaired_and_malformed_profiles_are_counted_apart(small_memory, small_s
             return [prefill_of(c) + self.continuations.pop(0) for c in conversations]
 
     queries = small_setup[2].queries[:4]
-    continuations = ['a glass beaker", "useful_memory_ids": []}', "a glass beaker, 600 mL, borosil", "I cannot", 'x"} and prose']
+    continuations = ['a glass beaker", "useful_memory_ids": []}', "a glass beaker, 600 mL, borosil", "I cannot", 'x", "ids": []} and prose']
     assistant = Assistant(LLMReasoner(Scripted(continuations)), small_memory, small_setup[3], "none")
     result = evaluate_setting(assistant, queries)
-    # 1 strict, 1 cut off and repaired (used), 1 repaired as a cut-off string too ("I cannot" is a profile), 1 malformed
+    # 1 strict, 1 cut off and repaired (used), 1 repaired as a cut-off string too ("I cannot" is a profile), 1 malformed (a wrong key)
     assert (result["repaired"], result["malformed"]) == (2, 1)
     assert assistant.reasoner.repaired["ideal_profile"] == 2 and assistant.reasoner.malformed["ideal_profile"] == 1

@@ -13,7 +13,9 @@ from memrec.assist.llm.openai_http import OpenAIGenerator
 from memrec.assist.llm_reasoner import LLMReasoner, PromptError, load_prompt, parse_prompt, repair_ideal_profile
 from memrec.assist.types import MemoryChunk, join_prefill, prefill_of
 
-PREFILL = '{"ideal_item_profile": "'
+START = '{"ideal_item_profile": "'  # how every ideal-profile answer starts
+PREFILL = load_prompt("ideal_profile").prefill  # the packaged prompt's prefill: START and the lead of the profile
+LEAD = PREFILL.removeprefix(START)
 MEMORIES = [MemoryChunk("u7/record/0", "u7", "record", "Lab", "Pyrex 1000 mL glass beaker, low form"),
             MemoryChunk("u7/pattern/Lab Supplies", "u7", "pattern", "Lab", "prefers borosilicate glassware from Pyrex")]
 IDS = {m.id for m in MEMORIES}
@@ -35,12 +37,12 @@ class Continuing:
 
 # ----------------------------------------------------------------------------- prompt files
 def test_a_final_assistant_section_is_the_prefill():
-    prompt = parse_prompt(f"version: t/2\n### system\nS\n### user\nU $x\n### assistant\n{PREFILL}\n\n", "t")
-    assert prompt.prefill == PREFILL
-    assert prompt.render(x="1")[-2:] == [{"role": "user", "content": "U 1"}, {"role": "assistant", "content": PREFILL}]
+    prompt = parse_prompt(f"version: t/2\n### system\nS\n### user\nU $x\n### assistant\n{START}\n\n", "t")
+    assert prompt.prefill == START
+    assert prompt.render(x="1")[-2:] == [{"role": "user", "content": "U 1"}, {"role": "assistant", "content": START}]
     example = parse_prompt("version: t/1\n### system\nS\n### user\nQ\n### assistant\nA\n### user\nU\n", "t")
     assert example.prefill == "" and example.messages[-1] == ("user", "U")
-    assert load_prompt("ideal_profile").prefill == PREFILL and load_prompt("ideal_profile").version == "ideal_profile/2"
+    assert PREFILL.startswith(START) and load_prompt("ideal_profile").version == "ideal_profile/3"
 
 
 @pytest.mark.parametrize("text", [
@@ -54,20 +56,20 @@ def test_a_misplaced_or_empty_prefill_is_a_clear_error(text):
 
 
 def test_prefill_helpers():
-    convo = [{"role": "user", "content": "U"}, {"role": "assistant", "content": PREFILL}]
-    assert prefill_of(convo) == PREFILL and prefill_of(convo[:1]) == "" and prefill_of([]) == ""
-    assert join_prefill(PREFILL, 'x", "useful_memory_ids": []}') == PREFILL + 'x", "useful_memory_ids": []}'
+    convo = [{"role": "user", "content": "U"}, {"role": "assistant", "content": START}]
+    assert prefill_of(convo) == START and prefill_of(convo[:1]) == "" and prefill_of([]) == ""
+    assert join_prefill(START, 'x", "useful_memory_ids": []}') == START + 'x", "useful_memory_ids": []}'
     whole = '{"ideal_item_profile": "x", "useful_memory_ids": []}'
-    assert join_prefill(PREFILL, whole) == whole and join_prefill("", "abc") == "abc"
+    assert join_prefill(START, whole) == whole and join_prefill("", "abc") == "abc"
 
 
 # ----------------------------------------------------------------------------- the reasoner sees prefill + continuation
 def test_the_reasoner_prefills_the_answer_and_parses_prefill_plus_continuation():
-    llm = Continuing(['A 600 mL Pyrex beaker", "useful_memory_ids": ["u7/record/0"]}'])
+    llm = Continuing([' a 600 mL Pyrex beaker", "useful_memory_ids": ["u7/record/0"]}'])
     answer = LLMReasoner(llm).ideal_item_profile("a beaker for boiling water", ["material"], MEMORIES)
     assert llm.seen[0][-1] == {"role": "assistant", "content": PREFILL}
     assert answer.well_formed and not answer.repaired
-    assert (answer.ideal_item_profile, answer.useful_memory_ids) == ("A 600 mL Pyrex beaker", ["u7/record/0"])
+    assert (answer.ideal_item_profile, answer.useful_memory_ids) == (LEAD + " a 600 mL Pyrex beaker", ["u7/record/0"])
     assert answer.raw.startswith(PREFILL)
 
 
@@ -84,20 +86,26 @@ def test_the_reasoner_prefills_the_answer_and_parses_prefill_plus_continuation()
     ('A 9 \\" ruler\\', 'A 9 " ruler', []),  # a dangling escape dropped
 ])
 def test_a_cut_off_answer_is_repaired_and_counted_apart(continuation, profile, ids):
-    reasoner = LLMReasoner(Continuing([continuation]))
+    reasoner = LLMReasoner(Continuing([" " + continuation]))
     answer = reasoner.ideal_item_profile("a beaker", [], MEMORIES)
     assert (answer.well_formed, answer.repaired) == (True, True)
-    assert (answer.ideal_item_profile, answer.useful_memory_ids, answer.raw) == (profile, ids, PREFILL + continuation)
+    assert (answer.ideal_item_profile, answer.useful_memory_ids, answer.raw) == ((LEAD + " " + profile).strip(), ids, PREFILL + " " + continuation)
     assert reasoner.repaired["ideal_profile"] == 1 and reasoner.malformed["ideal_profile"] == 0
 
 
+def test_an_object_closed_before_the_id_list_is_repaired_with_no_ids():
+    answer = repair_ideal_profile(START + 'A beaker"}\n{"_type": "material"} and prose', IDS)
+    assert (answer.ideal_item_profile, answer.useful_memory_ids, answer.well_formed, answer.repaired) == ("A beaker", [], True, True)
+
+
 @pytest.mark.parametrize("text", [
-    PREFILL + 'A beaker"}',  # a complete object without the ids: malformed, not cut off
-    PREFILL + 'A beaker", "useful_memory_ids": ["u7/record/9"',  # cites an id that was not offered
-    PREFILL + 'A beaker", "useful_memory_ids": ["u7/record/0"] and more prose',  # text after the list
-    PREFILL + 'A 12" ruler, steel',  # the string closed early, text after it
-    PREFILL,  # nothing written
-    PREFILL + "   ",
+    START + 'A beaker", "ids": ["u7/record/0"]}',  # a complete object with a wrong key
+    START + '", "useful": 1}',  # an empty profile
+    START + 'A beaker", "useful_memory_ids": ["u7/record/9"',  # cites an id that was not offered
+    START + 'A beaker", "useful_memory_ids": ["u7/record/0"] and more prose',  # text after the list
+    START + 'A 12" ruler, steel',  # the string closed early, text after it
+    START,  # nothing written
+    START + "   ",
     "A beaker would do.",  # does not start like the answer format
     'Sure! {"ideal_item_profile": "A beaker',
 ])
@@ -110,10 +118,11 @@ def test_with_repair_off_a_cut_off_answer_is_malformed():
     answer = reasoner.ideal_item_profile("a beaker", [], MEMORIES)
     assert (answer.well_formed, answer.repaired, answer.ideal_item_profile) == (False, False, "a beaker")
     assert reasoner.malformed["ideal_profile"] == 1 and reasoner.repaired["ideal_profile"] == 0
-    on = LLMReasoner(Continuing(["A Pyrex beaker, 600", 'ok", "useful_memory_ids": []}', "", 'x", "useful_memory_ids": ["zz"]}']))
-    out = on.ideal_item_profiles(["r1", "r2", "r3", "r4"], [[]] * 4, [MEMORIES] * 4)
-    assert [(a.well_formed, a.repaired) for a in out] == [(True, True), (True, False), (False, False), (False, False)]
-    assert (on.calls["ideal_profile"], on.repaired["ideal_profile"], on.malformed["ideal_profile"]) == (4, 1, 2)
+    on = LLMReasoner(Continuing([" a Pyrex beaker, 600", ' ok", "useful_memory_ids": []}', "", 'x", "useful_memory_ids": ["zz"]}', ' a beaker"}']))
+    out = on.ideal_item_profiles(["r1", "r2", "r3", "r4", "r5"], [[]] * 5, [MEMORIES] * 5)
+    assert [(a.well_formed, a.repaired) for a in out] == [(True, True), (True, False), (False, False), (False, False), (True, True)]
+    assert (on.calls["ideal_profile"], on.repaired["ideal_profile"], on.malformed["ideal_profile"]) == (5, 2, 2)
+    assert on.reasons[("ideal_profile", "nothing written after the prefill")] == 1  # the prefill's lead alone is no profile
 
 
 # ----------------------------------------------------------------------------- the HTTP back-end's request and answer
@@ -146,11 +155,11 @@ def recorder():
 
 
 def test_the_http_backend_sends_vllms_continuation_flags_and_puts_the_prefill_back(recorder):
-    convo = [{"role": "user", "content": "U"}, {"role": "assistant", "content": PREFILL}]
+    convo = [{"role": "user", "content": "U"}, {"role": "assistant", "content": START}]
     Recorder.answer = 'A beaker", "useful_memory_ids": []}'  # vLLM: only the continuation
-    assert OpenAIGenerator(recorder, "m").generate([convo]) == [PREFILL + Recorder.answer]
+    assert OpenAIGenerator(recorder, "m").generate([convo]) == [START + Recorder.answer]
     body = Recorder.bodies[-1]
-    assert body["messages"][-1] == {"role": "assistant", "content": PREFILL}
+    assert body["messages"][-1] == {"role": "assistant", "content": START}
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
     Recorder.answer = '{"ideal_item_profile": "A beaker", "useful_memory_ids": []}'  # a server that wrote the whole answer
     assert OpenAIGenerator(recorder, "m").generate([convo]) == [Recorder.answer]

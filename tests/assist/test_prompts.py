@@ -31,7 +31,7 @@ class Scripted:
         return [self.answers.pop(0) for _ in conversations]
 
 
-VERSIONS = {"patterns": 1, "profile": 1, "aspects": 1, "select_aspects": 1, "ideal_profile": 2}  # 2: the answer prefill
+VERSIONS = {"patterns": 1, "profile": 1, "aspects": 1, "select_aspects": 1, "ideal_profile": 3}  # 2: the answer prefill; 3: no worked example
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -50,11 +50,10 @@ def test_every_prompt_file_is_versioned_and_renders(task):
 def test_ideal_profile_prompt_asks_for_the_json_and_names_the_citable_ids():
     messages = ideal_profile_messages("a beaker for boiling water", ["material", "capacity"], MEMORIES)
     assert messages[0]["role"] == "system" and messages[-2]["role"] == "user"
-    assert messages[-1] == {"role": "assistant", "content": '{"ideal_item_profile": "'}  # the prefill the model continues
+    assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith('{"ideal_item_profile": "')  # the prefill
     assert '"ideal_item_profile"' in messages[0]["content"] and '"useful_memory_ids"' in messages[0]["content"]
-    example = [m for m in messages[:-1] if m["role"] == "assistant"]  # a worked example answer, well-formed
-    assert example and parse_ideal_profile(example[0]["content"], {"u9/record/0"}).well_formed
-    assert example[0]["content"].startswith(messages[-1]["content"])  # the example starts like the prefill
+    # no worked example: SmolLM2-135M copied the example's profile and memory id (prompt version 2)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
     user = messages[-2]["content"]
     assert "Request: a beaker for boiling water" in user and '"u7/record/0", "u7/pattern/Lab"' in user
     assert "- u7/pattern/Lab: prefers borosilicate glassware" in user and "material, capacity" in user

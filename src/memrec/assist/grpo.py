@@ -13,8 +13,8 @@ id (the memory-retrieval call itself is made by the assistant before the prompt;
 model shows that it used it). The advantage of an answer is (r - mean) / std within its group and
 the update is the PPO-clipped policy gradient (TRL ``loss_type="grpo"``, ``scale_rewards="group"``).
 
-**Prefill.** The ideal-profile prompt (``ideal_profile/2``) ends with the assistant prefill
-``{"ideal_item_profile": "``, as at inference. TRL renders a chat prompt that ends with an assistant
+**Prefill.** The ideal-profile prompt (``ideal_profile/3``) ends with the assistant prefill
+(``{"ideal_item_profile": "`` and the profile's lead), as at inference. TRL renders a chat prompt that ends with an assistant
 message as a closed turn followed by a new one, so the training prompts are given to TRL as text,
 rendered by :func:`memrec.assist.llm.hf.chat_prompt_text` exactly as :class:`~memrec.assist.llm.hf.HFGenerator`
 renders them (the text ends inside the prefilled assistant message). A completion is then only the

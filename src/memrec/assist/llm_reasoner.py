@@ -6,7 +6,7 @@ and a ``### user`` section; ``$name`` placeholders are filled with :class:`strin
 ``$$`` for a dollar sign). Changing a prompt means raising its version: answers and results name it.
 
 A file may end with an ``### assistant`` section after its last ``### user`` section: the **prefill**,
-the start of the answer that the model continues (``ideal_profile/2`` prefills ``{"ideal_item_profile": "``,
+the start of the answer that the model continues (``ideal_profile/3`` prefills ``{"ideal_item_profile": "``,
 so that even SmolLM2-135M only has to finish the JSON object). Every back-end returns prefill +
 continuation (see :class:`~memrec.assist.types.TextGenerator`), so the parser sees the whole answer.
 
@@ -127,7 +127,7 @@ def load_prompt(task: str, folder: str | None = None) -> Prompt:
 
     Example:
         >>> load_prompt("ideal_profile").version
-        'ideal_profile/2'
+        'ideal_profile/3'
     """
     path = Path(folder or PROMPTS_DIR) / f"{task}.txt"
     if not path.exists():
@@ -153,14 +153,14 @@ def bullets(items, limit: int = 20, width: int = 400) -> str:
 
 def ideal_profile_messages(request: str, aspects: list[str], memories: list[MemoryChunk], folder: str | None = None) -> list[dict[str, str]]:
     """The chat messages that ask for the ideal item profile (the prompt GRPO trains on), ending with the
-    assistant prefill ``{"ideal_item_profile": "`` that the model continues.
+    assistant prefill (``{"ideal_item_profile": "`` and the profile's first words) that the model continues.
 
     Example:
         >>> m = ideal_profile_messages("a glass beaker", ["material"], [MemoryChunk("u1/record/0", "u1", "record", "Lab", "Pyrex beaker")])
         >>> "- u1/record/0: Pyrex beaker" in m[-2]["content"], '"u1/record/0"' in m[-2]["content"]
         (True, True)
         >>> m[-1]
-        {'role': 'assistant', 'content': '{"ideal_item_profile": "'}
+        {'role': 'assistant', 'content': '{"ideal_item_profile": "The ideal item is'}
     """
     memory_lines = "\n".join(f"- {m.id}: {m.text[:400]}" for m in memories) or "- (none)"
     ids = ", ".join(json.dumps(m.id) for m in memories) or "(none: cite [])"
@@ -227,23 +227,32 @@ _CLOSERS = ("}", "]}", " []}", ": []}", ' "useful_memory_ids": []}', ', "useful_
 def repair_ideal_profile(text: str, known_ids) -> ProfileAnswer | None:
     """A *truncated* ideal-profile answer closed into a well-formed one, or None when it cannot honestly be.
 
-    Only an answer that starts like the answer format (``{"ideal_item_profile": "``) and holds no complete
-    JSON object is repaired: the open string / id list / object is closed (a trailing comma, a dangling
-    backslash, or a trailing partial id or key without spaces is dropped first), ``"useful_memory_ids": []``
-    is added when the list was never reached, and the result must pass :func:`parse_ideal_profile` (so a
-    cited id must have been offered and the profile must not be empty). The answer keeps the raw text and
-    has ``repaired=True``.
+    Only an answer that starts like the answer format (``{"ideal_item_profile": "``) is repaired, and only
+    in two cases. (1) It holds no complete JSON object: the open string / id list / object is closed (a
+    trailing comma, a dangling backslash, or a trailing partial id or key without spaces is dropped first),
+    and ``"useful_memory_ids": []`` is added when the list was never reached. (2) Its first object has the
+    profile as its only key (the model closed the object before the list): the list is added empty. The
+    result must pass :func:`parse_ideal_profile` (so a cited id must have been offered and the profile must
+    not be empty). The answer keeps the raw text and has ``repaired=True``.
 
     Example:
         >>> repair_ideal_profile('{"ideal_item_profile": "A Pyrex beaker, 600 mL', {"m1"}).ideal_item_profile
         'A Pyrex beaker, 600 mL'
         >>> repair_ideal_profile('{"ideal_item_profile": "A beaker", "useful_memory_ids": ["m1", "m', {"m1"}).useful_memory_ids
         ['m1']
-        >>> repair_ideal_profile('{"ideal_item_profile": "A beaker"}', {"m1"}) is None  # complete object: malformed, not cut off
+        >>> repair_ideal_profile('{"ideal_item_profile": "A beaker"} and more text', {"m1"}).useful_memory_ids
+        []
+        >>> repair_ideal_profile('{"ideal_item_profile": "A beaker", "ids": ["m1"]}', {"m1"}) is None  # a wrong key
         True
     """
-    if not _ANSWER_START.match(text) or first_json(text, dict) is not None:
+    if not _ANSWER_START.match(text):
         return None
+    obj = first_json(text, dict)
+    if obj is not None:
+        profile = obj.get("ideal_item_profile")
+        if set(obj) != {"ideal_item_profile"} or not isinstance(profile, str) or not profile.strip():
+            return None
+        return ProfileAnswer(profile.strip(), [], text, True, repaired=True)
     base = text.rstrip()
     variants = [base, base.rstrip(",").rstrip()]
     if base.endswith("\\"):
@@ -393,9 +402,14 @@ class LLMReasoner:
         prefill is parsed as it is, never completed with it). A strictly malformed answer is repaired when it
         was only cut off (``self.repair``)."""
         conversations = [ideal_profile_messages(r, a, m, self.prompts_dir) for r, a, m in zip(requests, aspects, memories)]
+        prefill = load_prompt("ideal_profile", self.prompts_dir).prefill
         answers = []
         for request, mems, text in zip(requests, memories, self._ask("ideal_profile", conversations)):
             known = {m.id for m in mems}
+            if prefill and text.strip() == prefill.strip():  # the prefill's lead alone is not a profile
+                self._bad("ideal_profile", "nothing written after the prefill")
+                answers.append(ProfileAnswer(request, [], text, well_formed=False))
+                continue
             try:
                 answers.append(parse_ideal_profile(text, known))
             except MalformedAnswerError as e:

@@ -137,6 +137,8 @@ class HFGenerator:
 
     ``model`` is ``"smollm2"`` (the default) or a local Hugging Face folder with a chat template.
     ``batch_size`` prompts are generated together (left padding); greedy unless ``temperature > 0``.
+    ``repetition_penalty`` (Hugging Face's, on every token already in the prompt or the answer; 1.0 = off)
+    defaults to 1.2: greedy SmolLM2-135M otherwise loops on one phrase until the token limit.
     A final ``assistant`` message is continued, and its content (the prefill) starts the returned text.
 
     Example::
@@ -145,12 +147,16 @@ class HFGenerator:
         llm.generate([[{"role": "user", "content": "Name a lab instrument."}]], max_new_tokens=20)
     """
 
-    def __init__(self, model: str | Path = SMOLLM2, device: str = "cpu", batch_size: int = 8, dtype: str = "float32"):
+    def __init__(self, model: str | Path = SMOLLM2, device: str = "cpu", batch_size: int = 8, dtype: str = "float32",
+                 repetition_penalty: float = 1.2):
+        if not repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
         transformers = require("transformers", "llm")
         self.folder = resolve_model(model)
         self.name = "smollm2-135m-instruct" if str(model) == SMOLLM2 else self.folder.name
         self.device = check_device(device)
         self.batch_size = batch_size
+        self.repetition_penalty = repetition_penalty
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.folder)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -186,7 +192,8 @@ class HFGenerator:
     def _generate_batch(self, texts: list[str], max_new_tokens: int, temperature: float) -> list[str]:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
-        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling)
+        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                  repetition_penalty=self.repetition_penalty, **sampling)
         return self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def __repr__(self) -> str:
