@@ -109,7 +109,10 @@ MODELS = {  # label: (model, model_config overrides, model_config overrides for 
 
 SCENARIOS = ("time", "genre")
 POLICIES = {"phase1_keys": "(a) keys from the phase-1 encoder, queries from the phase-2 encoder",
-            "reindexed": "(b) keys recomputed from the stored A episodes with the phase-2 encoder (a forward pass, no training on A)"}
+            "reindexed": "(b) keys recomputed from the stored A episodes with the phase-2 encoder (a forward pass, no training on A)",
+            "gated": "(c) as (b), and a query reads the memory only when its nearest entry's cosine reaches a gate, set in phase 2 "
+                     "on B's validation (no A data): the lowest of GATES at which B's validation NDCG@10 is not below the model alone"}
+GATES = (-1.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # candidate gates for (c); -1 mixes every query, 1.0 almost none
 SWEEP_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the test-time weight sweep, reported, never used for selection
 BATCH = 512  # evaluation batch size, as rank_evalset's
 
@@ -245,9 +248,10 @@ def sweep_setting(table: list[dict]) -> tuple[int, float]:
 
 @torch.no_grad()
 def memory_ranks(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int, k: int, temperature: float,
-                 weights, batch_size: int = BATCH) -> dict[float, np.ndarray]:
+                 weights, gate: float = -1.0, batch_size: int = BATCH) -> dict[float, np.ndarray]:
     """Ranks of ``evalset`` (its order) under the model's scores mixed with the ``k`` nearest entries of
-    ``memory`` at each weight (weight 0: the model's own scores). Queries never read their own user's entries."""
+    ``memory`` at each weight (weight 0: the model's own scores), in the rows whose nearest entry reaches
+    ``gate``. Queries never read their own user's entries."""
     model.eval()
     out = {w: np.zeros(len(evalset), dtype=np.int64) for w in weights}
     scores_and_queries = states(model)
@@ -259,7 +263,7 @@ def memory_ranks(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int,
         else:
             sims, values = logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0)
         for w in weights:
-            out[w][rows] = rank_targets(mix_scores(logits, seen, sims, values, temperature, w), batch).numpy()
+            out[w][rows] = rank_targets(mix_scores(logits, seen, sims, values, temperature, w, gate), batch).numpy()
     return out
 
 
@@ -268,12 +272,29 @@ def with_memory(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int, 
     """Ranks at the memory's chosen setting and at every sweep weight (the sweep's k and temperature).
     With ``plain`` (the evaluator's ranks of the model alone), checks that weight 0 reproduces them."""
     chosen = memory.weight if memory.active else 0.0
-    ranks = memory_ranks(model, memory, evalset, max_len, *sweep, sorted({0.0, chosen, *SWEEP_WEIGHTS}))
+    ranks = memory_ranks(model, memory, evalset, max_len, *sweep, sorted({0.0, chosen, *SWEEP_WEIGHTS}), memory.gate)
     if plain is not None and not np.array_equal(ranks[0.0], plain):
         raise AssertionError("the memory at weight 0 does not reproduce the model's own ranks")
     if chosen > 0 and (memory.k, memory.temperature) != sweep:  # not expected: the chosen row is the best with a weight
-        return memory_ranks(model, memory, evalset, max_len, memory.k, memory.temperature, [chosen])[chosen], ranks
+        return memory_ranks(model, memory, evalset, max_len, memory.k, memory.temperature, [chosen], memory.gate)[chosen], ranks
     return ranks[chosen], ranks
+
+
+def gated(memory: NeighbourMemory, model, valid_b: EvalSet, max_len: int, gates=GATES) -> tuple[NeighbourMemory, list[dict]]:
+    """A copy of ``memory`` with the lowest of ``gates`` at which B's validation NDCG@10 (phase-2 ``model``)
+    is not below the model alone: the memory kept away from the new part's queries it would hurt, chosen
+    with phase-2 data only. Returns the copy and one row per gate."""
+    out = copy.deepcopy(memory)
+    if not memory.active:
+        return out, []
+    plain = float(ndcg10(rank_evalset(model, valid_b, max_len)).mean())
+    rows = []
+    for gate in gates:
+        ranks = memory_ranks(model, memory, valid_b, max_len, memory.k, memory.temperature, [memory.weight], gate)[memory.weight]
+        rows.append({"gate": gate, "B_valid_ndcg@10": float(ndcg10(ranks).mean()), "B_valid_ndcg@10_without": plain})
+    chosen = next((r["gate"] for r in rows if r["B_valid_ndcg@10"] >= plain), 1.0)
+    out.set(memory.k, memory.temperature, memory.weight, chosen)
+    return out, rows
 
 
 def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0, data_dir: str | None = None,
@@ -351,11 +372,13 @@ def episodic_results(model, memory: tuple, part_a: Split, part_b: Split, max_len
     Returns the report's entry and, per policy, each A test user's NDCG@10 forgetting with the memory."""
     bank, episodes, tuning, sweep, before_mem = memory
     banks = {"phase1_keys": bank, "reindexed": reindex(bank, model, episodes, max_len)}
+    banks["gated"], gate_rows = gated(banks["reindexed"], model, part_b.valid, max_len)
     before = at10(ranks_before)
     out = {"entries": len(bank), "values": "the next item of every position t >= 1 of A's training sequences",
            "chosen": {"k": bank.k, "temperature": bank.temperature, "weight": bank.weight},
            "valid_ndcg@10_without": tuning[0]["ndcg@10"], "valid_ndcg@10_with": max(r["ndcg@10"] for r in tuning),
            "A_before_with_memory": at10(before_mem), "valid_grid": tuning,
+           "gate": {"chosen": banks["gated"].gate, "B_valid": gate_rows},
            "weight_sweep_not_used_for_selection": {"k": sweep[0], "temperature": sweep[1], "rows": []}}
     per_user, sweeps = {}, {}
     for policy, mem in banks.items():
@@ -435,7 +458,8 @@ def table(report: dict) -> str:
 
 
 def episodic_table(report: dict) -> str:
-    """A before / after per model without and with the episodic memory of A ((a) phase-1 keys, (b) re-indexed)."""
+    """A before / after per model without and with the episodic memory of A ((a) phase-1 keys, (b) re-indexed,
+    (c) re-indexed and gated)."""
     rows = []
     for label, r in report["results"].items():
         e = r.get("episodic_memory")
@@ -444,15 +468,16 @@ def episodic_table(report: dict) -> str:
         c, v = e["chosen"], report["episodic_memory_halves_forgetting"][label]
         ci = "[{:+.4f}, {:+.4f}]".format
         rows.append([label, f"{c['k']}, {c['temperature']}, {c['weight']}", r["A_before"]["ndcg@10"], e["A_before_with_memory"]["ndcg@10"],
-                     r["A_after"]["ndcg@10"], e["phase1_keys"]["A_after"]["ndcg@10"], e["reindexed"]["A_after"]["ndcg@10"],
-                     f"{r['forgetting']['ndcg@10']:.4f} {ci(*r['forgetting_ndcg@10_ci95'])}"]
+                     r["A_after"]["ndcg@10"]] + [e[p]["A_after"]["ndcg@10"] for p in POLICIES]
+                    + [f"{r['forgetting']['ndcg@10']:.4f} {ci(*r['forgetting_ndcg@10_ci95'])}"]
                     + [f"{e[p]['forgetting']['ndcg@10']:.4f} {ci(*e[p]['forgetting_ndcg@10_ci95'])}" for p in POLICIES]
                     + [f"{v[p]['ratio']:.2f}" if v[p]["ratio"] is not None else "n/a" for p in POLICIES]
                     + [str(v[p]["met"]) for p in POLICIES]
                     + [r["B_after"]["ndcg@10"]] + [f"{e[p]['B_after']['ndcg@10']:.4f} ({e[p]['B_relative_ndcg@10']})" for p in POLICIES])
-    return markdown_table(["model", "k, T, w", "A before", "A before + mem", "A after", "A after + mem (a)", "A after + mem (b)",
-                           "forgetting [95% CI]", "forgetting (a)", "forgetting (b)", "ratio (a)", "ratio (b)", "halved (a)", "halved (b)",
-                           "B after", "B + mem (a)", "B + mem (b)"], rows)
+    tags = [POLICIES[p][:3] for p in POLICIES]  # "(a)", "(b)", ...
+    return markdown_table(["model", "k, T, w", "A before", "A before + mem", "A after"] + [f"A after + mem {t}" for t in tags]
+                          + ["forgetting [95% CI]"] + [f"forgetting {t}" for t in tags] + [f"ratio {t}" for t in tags]
+                          + [f"halved {t}" for t in tags] + ["B after"] + [f"B + mem {t}" for t in tags], rows)
 
 
 def main() -> None:
@@ -475,7 +500,8 @@ def main() -> None:
     print(table(report))
     print(f"\nmemory halves forgetting: {report['memory_halves_forgetting']}")
     if "episodic_memory_halves_forgetting" in report:
-        print("\nepisodic memory of part A ((a) phase-1 keys, (b) re-indexed with the phase-2 encoder):\n" + episodic_table(report))
+        print("\nepisodic memory of part A ((a) phase-1 keys, (b) re-indexed with the phase-2 encoder, (c) re-indexed and gated):\n"
+              + episodic_table(report))
         print(f"\nepisodic memory halves forgetting: {report['episodic_memory_halves_forgetting']}")
     print(f"written to {json_path}")
 

@@ -56,7 +56,7 @@ def check_report(report, scenario):
 def check_episodic(report):
     """The episodic memory of part A: both key policies reported for every model, forgetting against
     the same network's A before, weight 0 of the sweep equal to the model alone, and the verdict."""
-    assert set(report["episodic_memory"]["policies"]) == {"phase1_keys", "reindexed"}
+    assert set(report["episodic_memory"]["policies"]) == {"phase1_keys", "reindexed", "gated"}
     assert set(report["episodic_memory_halves_forgetting"]) == set(report["results"])
     for label, r in report["results"].items():
         e = r["episodic_memory"]
@@ -64,7 +64,10 @@ def check_episodic(report):
         assert e["valid_grid"][0]["weight"] == 0.0 and e["valid_ndcg@10_with"] >= e["valid_ndcg@10_without"]
         rows = e["weight_sweep_not_used_for_selection"]["rows"]
         assert rows[0]["weight"] == 0.0
-        for policy in ("phase1_keys", "reindexed"):
+        gate = e["gate"]  # the lowest candidate that costs B's validation nothing (1.0 when none does)
+        ok = [row["gate"] for row in gate["B_valid"] if row["B_valid_ndcg@10"] >= row["B_valid_ndcg@10_without"]]
+        assert gate["chosen"] == (min(ok, default=1.0) if gate["B_valid"] else -1.0)
+        for policy in ("phase1_keys", "reindexed", "gated"):
             m = e[policy]
             assert math.isclose(m["forgetting"]["ndcg@10"], r["A_before"]["ndcg@10"] - m["A_after"]["ndcg@10"])
             assert m["forgetting_ndcg@10_ci95"][0] <= m["forgetting_ndcg@10_ci95"][1]
@@ -76,7 +79,7 @@ def check_episodic(report):
             assert v["forgetting"] == m["forgetting"]["ndcg@10"] and v["without_memory"] == r["forgetting"]["ndcg@10"]
             assert (v["met"] is None) == (r["forgetting_ndcg@10_ci95"][0] <= 0)
             assert v["excess_over_half_ci95"][0] <= v["excess_over_half_ci95"][1]
-    assert "A after + mem (a)" in continual.episodic_table(report)
+    assert "A after + mem (a)" in continual.episodic_table(report) and "B + mem (c)" in continual.episodic_table(report)
 
 
 def test_continual_splits_the_time_line_and_measures_forgetting(ml100k, shared_data):
@@ -178,3 +181,18 @@ def test_reindexing_recomputes_only_the_keys(tiny_genre, ml100k):
     assert not torch.allclose(moved.keys, memory.keys)
     assert torch.equal(moved.values, memory.values) and torch.equal(moved.owners, memory.owners)
     assert (moved.k, moved.temperature, moved.weight) == (memory.k, memory.temperature, memory.weight)
+
+
+def test_the_gate_is_the_lowest_that_costs_bs_validation_nothing(tiny_genre):
+    part_a, part_b, _, config, model, memory, episodes, _ = tiny_genre
+    max_len = config.data.max_len
+    strong = continual.reindex(memory, model, episodes, max_len)
+    strong.set(64, 0.3, 0.7)  # in use whatever A's validation chose
+    out, rows = continual.gated(strong, model, part_b.valid, max_len)
+    assert [r["gate"] for r in rows] == list(continual.GATES) and strong.gate == -1.0  # the input is left as it was
+    plain = float(np.mean(continual.ndcg10(rank_evalset(model, part_b.valid, max_len))))
+    assert all(math.isclose(r["B_valid_ndcg@10_without"], plain) for r in rows)
+    ok = [r["gate"] for r in rows if r["B_valid_ndcg@10"] >= plain]
+    assert out.gate == min(ok, default=1.0) and (out.k, out.temperature, out.weight) == (64, 0.3, 0.7)
+    chosen = continual.memory_ranks(model, out, part_b.valid, max_len, 64, 0.3, [0.7], out.gate)[0.7]
+    assert np.mean(continual.ndcg10(chosen)) >= plain  # at the chosen gate B's validation loses nothing

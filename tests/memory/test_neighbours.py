@@ -110,6 +110,40 @@ def test_tune_uses_the_memory_only_when_it_helps(towards):
         assert mem.weight == 0.0 and not mem.active
 
 
+def test_the_gate_mixes_only_queries_whose_nearest_entry_is_close_enough():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 21, generator=g)
+    seen = torch.zeros(4, 21, dtype=torch.bool)
+    seen[:, 0] = True
+    sims = torch.tensor([[0.95, 0.9], [0.8, 0.7], [0.9, 0.1], [float("-inf"), float("-inf")]])
+    values = torch.tensor([[3, 4], [5, 6], [7, 8], [-1, -1]])
+    gated, ungated = mix_scores(logits, seen, sims, values, 0.3, 0.5, gate=0.9), mix_scores(logits, seen, sims, values, 0.3, 0.5)
+    assert torch.equal(gated[[0, 2]], ungated[[0, 2]])  # nearest similarity 0.95 and 0.9 reach the gate
+    assert torch.equal(gated[[1, 3]], logits.double()[[1, 3]])  # 0.8 and no entry: the model alone
+    assert torch.equal(mix_scores(logits, seen, sims, values, 0.3, 0.5, gate=-1.0), ungated)
+    assert torch.equal(mix_scores(logits, seen, sims, values, 0.3, 0.5, gate=1.0), logits.double())
+
+
+def test_tune_picks_a_gate_that_spares_the_queries_the_memory_would_hurt():
+    n = 30  # the first half's queries match an entry exactly, which points at the target; the second half's
+    targets = np.arange(1, n + 1)  # nearest entry (cosine 0.78) points at a wrong item
+    mem = NeighbourMemory(n + 1)
+    keys = torch.eye(n + 1)[:n]
+    mem.build(keys, torch.from_numpy(np.where(np.arange(n) < n // 2, targets, 49)), torch.arange(n) + 1000)
+    queries = keys.clone()
+    queries[n // 2:, n] = 0.8
+
+    def states(batch):
+        g = torch.Generator().manual_seed(int(batch.users[0]))
+        return torch.randn(len(batch.users), 51, generator=g), queries[batch.users]
+    evalset = EvalSet(np.arange(n), [np.array([40 + (i % 5)]) for i in range(n)], targets)
+    grid = NeighbourGrid(ks=(1,), temperatures=(0.1,), weights=(0.7,), gates=(-1.0, 0.9))
+    table = tune(mem, evalset, max_len=5, states=states, grid=grid)
+    assert [(r["weight"], r["gate"]) for r in table] == [(0.0, -1.0), (0.7, -1.0), (0.7, 0.9)]
+    assert table[2]["ndcg@10"] > table[1]["ndcg@10"] and table[2]["ndcg@10"] > table[0]["ndcg@10"]
+    assert (mem.weight, mem.gate) == (0.7, 0.9)
+
+
 def test_state_dict_round_trip_and_old_checkpoints():
     mem = memory()
     mem.set(k=8, temperature=0.3, weight=0.5)
@@ -119,6 +153,10 @@ def test_state_dict_round_trip_and_old_checkpoints():
     old = NeighbourMemory(4)
     old.load_state_dict({}, strict=True)  # written before the memory existed: empty, inactive
     assert len(old) == 0 and not old.active
+    before_gate = {**mem.state_dict(), "setting": mem.setting[:3].clone()}  # k, T, w: saved before the gate
+    ungated = NeighbourMemory(4)
+    ungated.load_state_dict(before_gate)
+    assert (ungated.k, ungated.temperature, ungated.weight, ungated.gate) == (8, 0.3, 0.5, -1.0)
 
 
 def test_bad_input_is_refused():
@@ -131,6 +169,10 @@ def test_bad_input_is_refused():
         mem.set(k=4, temperature=0.3, weight=1.0)
     with pytest.raises(ValueError, match="weights in"):
         NeighbourGrid(weights=(0.0,)).settings()
+    with pytest.raises(ValueError, match="gate in"):
+        mem.set(k=4, temperature=0.3, weight=0.5, gate=1.5)
+    with pytest.raises(ValueError, match="gates in"):
+        NeighbourGrid(gates=(2.0,)).settings()
 
 
 def test_seen_mask_marks_padding_and_the_full_history():

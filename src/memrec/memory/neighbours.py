@@ -17,8 +17,14 @@ training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
   which is ``log p(i)`` up to a per-row constant: an item no neighbour points to keeps exactly its
   logit, and ``w = 0`` returns the model's scores unchanged.
 
-``k``, ``T`` and ``w`` are chosen on validation (:func:`tune`), the weight 0 among the candidates, so
-a data set where neighbours do not help keeps the model's own ranking. Entries are built from
+- **gate** (optional): a query mixes only when its nearest entry's similarity reaches ``gate``; below
+  it the model's scores are kept as they are. The default, -1, mixes every query. A memory of one
+  part of the data (say, an older period or a catalogue section) can so leave queries about other
+  parts alone: it is used where it has close matches.
+
+``k``, ``T``, ``w`` (and ``gate`` when the grid offers more than one) are chosen on validation
+(:func:`tune`), the weight 0 among the candidates, so a data set where neighbours do not help keeps
+the model's own ranking. Entries are built from
 training sequences only, so no entry holds a validation or test target.
 """
 from __future__ import annotations
@@ -38,16 +44,24 @@ from memrec.data.split import EvalSet
 
 @dataclass
 class NeighbourGrid:
-    """Candidate settings tried on validation; the weight 0 (no memory) is always among them."""
+    """Candidate settings (k, temperature, weight, gate) tried on validation; the weight 0 (no memory) is
+    always among them.
+
+    Example:
+        >>> NeighbourGrid(ks=(8,), temperatures=(0.3,), weights=(0.5,), gates=(-1.0, 0.9)).settings()
+        [(0, 1.0, 0.0, -1.0), (8, 0.3, 0.5, -1.0), (8, 0.3, 0.5, 0.9)]
+    """
 
     ks: tuple[int, ...] = (32, 128, 512, 2048)
     temperatures: tuple[float, ...] = (0.1, 0.3)
     weights: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+    gates: tuple[float, ...] = (-1.0,)  # -1: every query mixes
 
-    def settings(self) -> list[tuple[int, float, float]]:
-        if min(self.ks) < 1 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights):
-            raise ValueError(f"expected ks >= 1, temperatures > 0 and weights in (0, 1), got {self}")
-        return [(0, 1.0, 0.0)] + [(k, t, w) for k in self.ks for t in self.temperatures for w in self.weights]
+    def settings(self) -> list[tuple[int, float, float, float]]:
+        if min(self.ks) < 1 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights) \
+                or not all(-1.0 <= g <= 1.0 for g in self.gates):
+            raise ValueError(f"expected ks >= 1, temperatures > 0, weights in (0, 1) and gates in [-1, 1], got {self}")
+        return [(0, 1.0, 0.0, -1.0)] + [(k, t, w, g) for k in self.ks for t in self.temperatures for w in self.weights for g in self.gates]
 
 
 def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
@@ -97,8 +111,10 @@ def mixed(logits_at: torch.Tensor, ratio: torch.Tensor, weight: float) -> torch.
     return logits_at + F.softplus(math.log(weight / (1.0 - weight)) + ratio)
 
 
-def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float, weight: float) -> torch.Tensor:
-    """Scores (B, N + 1), float64, ranked as ``(1 - w) softmax(logits over unseen items) + w p_mem``.
+def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float, weight: float,
+               gate: float = -1.0) -> torch.Tensor:
+    """Scores (B, N + 1), float64, ranked as ``(1 - w) softmax(logits over unseen items) + w p_mem`` in the
+    rows whose nearest similarity (``sims`` sorted descending) reaches ``gate``, the logits elsewhere.
 
     Example:
         >>> logits = torch.tensor([[0.0, 2.0, 1.0, 0.5]])
@@ -106,22 +122,26 @@ def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, val
         >>> sims, values = torch.tensor([[0.9, 0.8]]), torch.tensor([[3, 3]])
         >>> mix_scores(logits, seen, sims, values, 0.3, 0.0).argmax().item(), mix_scores(logits, seen, sims, values, 0.3, 0.9).argmax().item()
         (1, 3)
+        >>> mix_scores(logits, seen, sims, values, 0.3, 0.9, gate=0.95).argmax().item()  # no entry close enough
+        1
     """
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"the memory weight must be in [0, 1), got {weight}")
     base = logits.double()
-    if weight == 0.0 or values.numel() == 0:
+    open_rows = sims[:, :1] >= gate if gate > -1.0 else None  # (B, 1)
+    if weight == 0.0 or values.numel() == 0 or (open_rows is not None and not open_rows.any()):
         return base.clone()
     lse = base.masked_fill(seen, float("-inf")).logsumexp(dim=1, keepdim=True)
     mass = memory_mass(seen, sims, values, temperature)
     at = values.clamp(min=0)
     base_at = base.gather(1, at)
     boosted = mixed(base_at, log_ratio(base_at, mass.gather(1, at), lse), weight)
-    return base.scatter(1, at, torch.where(values >= 0, boosted, base_at))
+    use = values >= 0 if open_rows is None else (values >= 0) & open_rows
+    return base.scatter(1, at, torch.where(use, boosted, base_at))
 
 
 class NeighbourMemory(nn.Module):
-    """Entries of every user's training positions, and the chosen ``k``, ``T`` and weight, saved with the model.
+    """Entries of every user's training positions, and the chosen ``k``, ``T``, weight and gate, saved with the model.
 
     Example:
         >>> mem = NeighbourMemory(dim=2)
@@ -140,7 +160,7 @@ class NeighbourMemory(nn.Module):
         self.register_buffer("keys", torch.zeros(0, dim))  # (M, d), unit rows
         self.register_buffer("values", torch.zeros(0, dtype=torch.int64))  # (M,) the item that followed
         self.register_buffer("owners", torch.zeros(0, dtype=torch.int64))  # (M,) user index of each entry
-        self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))  # k, temperature, weight
+        self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0, -1.0], dtype=torch.float64))  # k, temperature, weight, gate
 
     def __len__(self) -> int:
         return len(self.values)
@@ -158,13 +178,17 @@ class NeighbourMemory(nn.Module):
         return float(self.setting[2])
 
     @property
+    def gate(self) -> float:
+        return float(self.setting[3])
+
+    @property
     def active(self) -> bool:
         return self.weight > 0 and self.k > 0 and len(self) > 0
 
-    def set(self, k: int, temperature: float, weight: float) -> None:
-        if k < 0 or temperature <= 0 or not 0 <= weight < 1:
-            raise ValueError(f"expected k >= 0, temperature > 0 and weight in [0, 1), got {k}, {temperature}, {weight}")
-        self.setting = torch.tensor([float(k), temperature, weight], dtype=torch.float64)
+    def set(self, k: int, temperature: float, weight: float, gate: float = -1.0) -> None:
+        if k < 0 or temperature <= 0 or not 0 <= weight < 1 or not -1.0 <= gate <= 1.0:
+            raise ValueError(f"expected k >= 0, temperature > 0, weight in [0, 1) and gate in [-1, 1], got {k}, {temperature}, {weight}, {gate}")
+        self.setting = torch.tensor([float(k), temperature, weight, gate], dtype=torch.float64)
 
     def build(self, keys: torch.Tensor, values: torch.Tensor, owners: torch.Tensor) -> None:
         """Hold these entries: keys (M, d), values and owners (M,)."""
@@ -193,20 +217,24 @@ class NeighbourMemory(nn.Module):
         if not self.active:
             return logits
         sims, values = self.search(queries, users, self.k)
-        return mix_scores(logits, seen, sims, values, self.temperature, self.weight)
+        return mix_scores(logits, seen, sims, values, self.temperature, self.weight, self.gate)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         if prefix + "keys" not in state_dict:  # a checkpoint from before this memory existed: stay empty
             return
         for name in ("keys", "values", "owners"):  # entries vary in number: take the stored sizes
             setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        setting = state_dict.get(prefix + "setting")
+        if setting is not None and setting.numel() == 3:  # saved before the gate: every query mixed
+            state_dict[prefix + "setting"] = torch.cat([setting, setting.new_tensor([-1.0])])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
 @torch.no_grad()
 def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]],
          grid: NeighbourGrid, batch_size: int = 256) -> list[dict]:
-    """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best (ties: the smaller weight).
+    """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best (ties: the smaller
+    weight, then the higher gate: the memory used less).
 
     ``states(batch)`` returns the model's own scores (B, N + 1) and the queries (B, d). The neighbours are
     searched once per batch at the largest k. Returns one row per setting, in grid order.
@@ -214,17 +242,17 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
     from memrec.train.evaluate import metrics_from_ranks, rank_targets  # the evaluator's own ranking
 
     settings = grid.settings()
-    kmax = max(k for k, _, _ in settings)
+    kmax = max(k for k, _, _, _ in settings)
     ranks = [np.zeros(len(evalset), dtype=np.int64) for _ in settings]
     for rows, batch in eval_batches(evalset, max_len, batch_size):
         logits, queries = states(batch)
         seen = seen_mask(batch, logits.size(1))
         sims, values = memory.search(queries, batch.users, kmax) if len(memory) else (logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0))
-        for i, (k, temperature, weight) in enumerate(settings):
-            scores = mix_scores(logits, seen, sims[:, :k], values[:, :k], temperature, weight)
+        for i, (k, temperature, weight, gate) in enumerate(settings):
+            scores = mix_scores(logits, seen, sims[:, :k], values[:, :k], temperature, weight, gate)
             ranks[i][rows] = rank_targets(scores, batch).numpy()
-    table = [{"k": k, "temperature": t, "weight": w, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"]}
-             for (k, t, w), r in zip(settings, ranks)]
-    best = max(table, key=lambda row: (row["ndcg@10"], -row["weight"]))
-    memory.set(best["k"], best["temperature"], best["weight"])
+    table = [{"k": k, "temperature": t, "weight": w, "gate": g, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"]}
+             for (k, t, w, g), r in zip(settings, ranks)]
+    best = max(table, key=lambda row: (row["ndcg@10"], -row["weight"], row["gate"]))
+    memory.set(best["k"], best["temperature"], best["weight"], best["gate"])
     return table
