@@ -280,6 +280,17 @@ def with_memory(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int, 
     return ranks[chosen], ranks
 
 
+@torch.no_grad()
+def nearest_cosines(model, memory: NeighbourMemory, evalset: EvalSet, max_len: int) -> dict[str, float]:
+    """Percentiles (5, 50, 95) of each query's cosine similarity to its nearest entry of ``memory``: what the gate reads."""
+    model.eval()
+    scores_and_queries, nearest = states(model), []
+    for _, batch in eval_batches(evalset, max_len, BATCH):
+        nearest.append(memory.search(scores_and_queries(batch)[1], batch.users, 1)[0][:, 0])
+    values = torch.cat(nearest).numpy() if nearest else np.zeros(0)
+    return {f"p{q}": float(np.percentile(values, q)) for q in (5, 50, 95)} if len(values) else {}
+
+
 def gated(memory: NeighbourMemory, model, valid_b: EvalSet, max_len: int, gates=GATES) -> tuple[NeighbourMemory, list[dict]]:
     """A copy of ``memory`` with the lowest of ``gates`` at which B's validation NDCG@10 (phase-2 ``model``)
     is not below the model alone: the memory kept away from the new part's queries it would hurt, chosen
@@ -378,7 +389,9 @@ def episodic_results(model, memory: tuple, part_a: Split, part_b: Split, max_len
            "chosen": {"k": bank.k, "temperature": bank.temperature, "weight": bank.weight},
            "valid_ndcg@10_without": tuning[0]["ndcg@10"], "valid_ndcg@10_with": max(r["ndcg@10"] for r in tuning),
            "A_before_with_memory": at10(before_mem), "valid_grid": tuning,
-           "gate": {"chosen": banks["gated"].gate, "B_valid": gate_rows},
+           "gate": {"chosen": banks["gated"].gate, "B_valid": gate_rows,
+                    "nearest_cosine_A_test": nearest_cosines(model, banks["gated"], part_a.test, max_len),
+                    "nearest_cosine_B_test": nearest_cosines(model, banks["gated"], part_b.test, max_len)},
            "weight_sweep_not_used_for_selection": {"k": sweep[0], "temperature": sweep[1], "rows": []}}
     per_user, sweeps = {}, {}
     for policy, mem in banks.items():

@@ -67,6 +67,7 @@ def check_episodic(report):
         gate = e["gate"]  # the lowest candidate that costs B's validation nothing (1.0 when none does)
         ok = [row["gate"] for row in gate["B_valid"] if row["B_valid_ndcg@10"] >= row["B_valid_ndcg@10_without"]]
         assert gate["chosen"] == (min(ok, default=1.0) if gate["B_valid"] else -1.0)
+        assert -1.0 <= gate["nearest_cosine_A_test"]["p5"] <= gate["nearest_cosine_A_test"]["p95"] <= 1.0 + 1e-6
         for policy in ("phase1_keys", "reindexed", "gated"):
             m = e[policy]
             assert math.isclose(m["forgetting"]["ndcg@10"], r["A_before"]["ndcg@10"] - m["A_after"]["ndcg@10"])
