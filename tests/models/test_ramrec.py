@@ -11,6 +11,7 @@ from memrec.data.split import Split
 from memrec.data.batching import TrainBatch, TrainBatches, make_eval_batch, training_windows
 from memrec.errors import ConfigError, UnknownItemError
 from memrec.memory.episodic import adaptive_k, diversity
+from memrec.memory.neighbours import NeighbourGrid
 from memrec.models import RAMRec, RAMRecConfig, SASRec, SASRecConfig, build_model
 from memrec.train.checkpoint import load_checkpoint, save_checkpoint
 from memrec.train.evaluate import rank_evalset
@@ -185,9 +186,12 @@ def test_bad_configs_and_inputs_are_refused():
 
 def test_after_training_builds_the_neighbour_memory_from_training_positions_only(trained, ml100k, ml100k_split, tmp_path):
     model = copy.deepcopy(trained)
+    model.config.neighbour_gates = [-1.0, 0.95]  # the config's gates reach the grid
     users = np.arange(200)
     split = Split(ml100k_split.train[:200], ml100k_split.valid.subset(users), ml100k_split.test.subset(users), ml100k_split.protocol)
     info = model.after_training(split, MAX_LEN, batch_size=128, log=lambda *_: None)["neighbour_memory"]
+    assert [r["gate"] for r in info["grid"][1:3]] == [-1.0, 0.95] and len(info["grid"]) == 1 + 2 * (len(NeighbourGrid().settings()) - 1)
+    assert info["chosen"]["gate"] == model.neighbours.gate in (-1.0, 0.95)
     mem = model.neighbours
     assert len(mem) == info["entries"] == sum(len(s) - 1 for s in split.train)
     for owner in (0, 57, 199):

@@ -68,6 +68,7 @@ class RAMRecConfig(SASRecConfig):
     neighbour_ks: list[int] = field(default_factory=lambda: list(NeighbourGrid.ks))
     neighbour_temperatures: list[float] = field(default_factory=lambda: list(NeighbourGrid.temperatures))
     neighbour_weights: list[float] = field(default_factory=lambda: list(NeighbourGrid.weights))
+    neighbour_gates: list[float] = field(default_factory=lambda: list(NeighbourGrid.gates))  # -1: every user mixes
 
 
 class MemoryCrossAttention(nn.Module):
@@ -247,11 +248,13 @@ class RAMRec(SASRec):
             for rows, batch in eval_batches(moments, max_len, batch_size):
                 keys[torch.from_numpy(rows)] = self.last_states(batch.history, batch.lengths - 1)[1]
             self.neighbours.build(keys, torch.from_numpy(moments.targets), torch.from_numpy(moments.users))
-            grid = NeighbourGrid(tuple(self.config.neighbour_ks), tuple(self.config.neighbour_temperatures), tuple(self.config.neighbour_weights))
+            grid = NeighbourGrid(tuple(self.config.neighbour_ks), tuple(self.config.neighbour_temperatures),
+                                 tuple(self.config.neighbour_weights), tuple(self.config.neighbour_gates))
             table = tune(self.neighbours, split.valid, max_len, self._scores_and_queries, grid, batch_size)
         finally:
             self.train(was)
-        chosen = {"k": self.neighbours.k, "temperature": self.neighbours.temperature, "weight": self.neighbours.weight}
+        chosen = {"k": self.neighbours.k, "temperature": self.neighbours.temperature, "weight": self.neighbours.weight,
+                  "gate": self.neighbours.gate}
         plain = table[0]["ndcg@10"]
         best = max(row["ndcg@10"] for row in table)
         log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {best:.4f}")
