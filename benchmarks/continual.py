@@ -310,23 +310,25 @@ def gated(memory: NeighbourMemory, model, valid_b: EvalSet, max_len: int, gates=
 
 def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0, data_dir: str | None = None,
         max_users: int | None = None, models=tuple(MODELS), cache_dir: Path | None = None, log=print, scenario: str = "time",
-        episodic: bool = True, grid: NeighbourGrid | None = None) -> dict:
+        episodic: bool = True, grid: NeighbourGrid | None = None, seed: int = 42) -> dict:
     ds = load_dataset(DataConfig(dataset="ml-100k", data_dir=data_dir))
     part_a, part_b, where = scenario_parts(ds, scenario, max_users)
     log(f"{scenario} {where}: A {sum(map(len, part_a.train))} training items, {len(part_a.test)} test users; "
         f"B {sum(map(len, part_b.train))} training items, {len(part_b.test)} test users")
     prefix = "" if scenario == "time" else scenario + "-"
+    seeded = "" if seed == 42 else f"-s{seed}"  # the frozen configs' seed keeps the cache names of earlier runs
     phase1: dict[tuple, tuple] = {}  # phase-1 runs shared by labels that differ only in phase 2
     results, per_user = {}, {}  # per_user: each A test user's NDCG@10 forgetting, for paired comparisons
     episodic_per_user = {}  # label -> policy -> each A test user's forgetting with the episodic memory
     for label in models:
         name, overrides, phase2 = MODELS[label]
         config = frozen_config(name, "ml-100k", max_minutes, epochs_a, **overrides)
+        config.train.seed = seed
         max_len = config.data.max_len
         key = (name, tuple(sorted(overrides.items())))
         tag = f"{name}{'-nomem' if overrides else ''}"
         if key not in phase1:
-            cache = None if cache_dir is None or max_users else cache_dir / f"continual-{prefix}A-{tag}-e{epochs_a}-{max_minutes}m.pt"
+            cache = None if cache_dir is None or max_users else cache_dir / f"continual-{prefix}A-{tag}-e{epochs_a}-{max_minutes}m{seeded}.pt"
             model, info = fit(config, ds.num_items, part_a, cache, log=lambda line: None)
             ranks_before = rank_evalset(model, part_a.test, max_len)
             memory = None
@@ -340,10 +342,11 @@ def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0,
             phase1[key] = (copy.deepcopy(model.state_dict()), info, ranks_before, memory)
         state, info_a, ranks_before, memory = phase1[key]
         config_b = frozen_config(name, "ml-100k", max_minutes, epochs_b, **overrides, **phase2)
+        config_b.train.seed = seed
         model = build_model(config_b.model, ds.num_items, max_len, config_b.model_config)
         model.load_state_dict(state)
         suffix = "".join(f"-{k}{v}" for k, v in sorted(phase2.items()))
-        cache_b = None if cache_dir is None or max_users else cache_dir / f"continual-{prefix}B-{tag}{suffix}-a{epochs_a}-e{epochs_b}-{max_minutes}m.pt"
+        cache_b = None if cache_dir is None or max_users else cache_dir / f"continual-{prefix}B-{tag}{suffix}-a{epochs_a}-e{epochs_b}-{max_minutes}m{seeded}.pt"
         if cache_b is not None and cache_b.is_file():
             saved = torch.load(cache_b, map_location="cpu", weights_only=True)
             model.load_state_dict(saved["state_dict"])
@@ -362,7 +365,7 @@ def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0,
                 model, memory, part_a, part_b, max_len, ranks_before, ranks_after, ranks_b)
         log(f"{label}: {results[label]}")
     report = {"dataset": ds.name, "scenario": scenario, **where, "A_test_users": len(part_a.test), "B_test_users": len(part_b.test),
-              "epochs_a": epochs_a, "epochs_b": epochs_b, "max_minutes": max_minutes, "protocol": protocol(),
+              "epochs_a": epochs_a, "epochs_b": epochs_b, "max_minutes": max_minutes, "seed": seed, "protocol": protocol(),
               "results": results, "memory_halves_forgetting": halves(results, per_user)}
     if episodic:
         report["episodic_memory"] = {"policies": POLICIES, "grid": [list(row) for row in (grid or NeighbourGrid()).settings()],
@@ -505,10 +508,12 @@ def main() -> None:
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="LABEL",
                    help=f"the models to run (default all): {', '.join(repr(m) for m in MODELS)}")
     p.add_argument("--no-episodic", action="store_true", help="skip the episodic memory of part A")
+    p.add_argument("--seed", type=int, default=42, help="training seed of both phases (default: the frozen configs' 42)")
     args = p.parse_args()
     json_path = args.json or str(RESULTS / ("continual-ml-100k.json" if args.scenario == "time" else f"continual-{args.scenario}-ml-100k.json"))
     report = run(args.epochs_a, args.epochs_b, args.max_minutes, args.data_dir, models=tuple(args.models),
-                 cache_dir=Path(args.cache) if args.cache else None, scenario=args.scenario, episodic=not args.no_episodic)
+                 cache_dir=Path(args.cache) if args.cache else None, scenario=args.scenario, episodic=not args.no_episodic,
+                 seed=args.seed)
     write_report(report, json_path)
     print(table(report))
     print(f"\nmemory halves forgetting: {report['memory_halves_forgetting']}")

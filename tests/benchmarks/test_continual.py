@@ -128,8 +128,9 @@ def test_unknown_scenario_is_refused(ml100k):
 
 def test_continual_genre_scenario_runs_end_to_end(shared_data):
     report = continual.run(epochs_a=1, epochs_b=1, max_minutes=None, data_dir=str(shared_data), max_users=40, log=lambda *_: None,
-                           scenario="genre", grid=TINY_GRID)
+                           scenario="genre", grid=TINY_GRID, seed=3)
     check_report(report, "genre")
+    assert report["seed"] == 3
     assert "episodic_memory_halves_forgetting" in report
     assert report["genre"] == "Drama" and report["A_items"] + report["B_items"] == 1682
     assert report["A_test_users"] == 40 and report["B_test_users"] == 40
