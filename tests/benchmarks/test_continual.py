@@ -56,7 +56,7 @@ def check_report(report, scenario):
 def check_episodic(report):
     """The episodic memory of part A: both key policies reported for every model, forgetting against
     the same network's A before, weight 0 of the sweep equal to the model alone, and the verdict."""
-    assert set(report["episodic_memory"]["policies"]) == {"phase1_keys", "reindexed", "gated"}
+    assert set(report["episodic_memory"]["policies"]) == {"phase1_keys", "reindexed", "gated", "retuned"}
     assert set(report["episodic_memory_halves_forgetting"]) == set(report["results"])
     for label, r in report["results"].items():
         e = r["episodic_memory"]
@@ -68,7 +68,11 @@ def check_episodic(report):
         ok = [row["gate"] for row in gate["B_valid"] if row["B_valid_ndcg@10"] >= row["B_valid_ndcg@10_without"]]
         assert gate["chosen"] == (min(ok, default=1.0) if gate["B_valid"] else -1.0)
         assert -1.0 <= gate["nearest_cosine_A_test"]["p5"] <= gate["nearest_cosine_A_test"]["p95"] <= 1.0 + 1e-6
-        for policy in ("phase1_keys", "reindexed", "gated"):
+        retuned = e["retuning"]  # chosen again on A's validation after phase 2, then gated on B's validation
+        assert retuned["A_valid_ndcg@10_with"] >= retuned["A_valid_ndcg@10_without"]
+        ok = [row["gate"] for row in retuned["B_valid"] if row["B_valid_ndcg@10"] >= row["B_valid_ndcg@10_without"]]
+        assert retuned["chosen"]["gate"] == (min(ok, default=1.0) if retuned["B_valid"] else -1.0)
+        for policy in ("phase1_keys", "reindexed", "gated", "retuned"):
             m = e[policy]
             assert math.isclose(m["forgetting"]["ndcg@10"], r["A_before"]["ndcg@10"] - m["A_after"]["ndcg@10"])
             assert m["forgetting_ndcg@10_ci95"][0] <= m["forgetting_ndcg@10_ci95"][1]
@@ -80,7 +84,7 @@ def check_episodic(report):
             assert v["forgetting"] == m["forgetting"]["ndcg@10"] and v["without_memory"] == r["forgetting"]["ndcg@10"]
             assert (v["met"] is None) == (r["forgetting_ndcg@10_ci95"][0] <= 0)
             assert v["excess_over_half_ci95"][0] <= v["excess_over_half_ci95"][1]
-    assert "A after + mem (a)" in continual.episodic_table(report) and "B + mem (c)" in continual.episodic_table(report)
+    assert "A after + mem (a)" in continual.episodic_table(report) and "B + mem (d)" in continual.episodic_table(report)
 
 
 def test_continual_splits_the_time_line_and_measures_forgetting(ml100k, shared_data):
