@@ -526,8 +526,8 @@ def main() -> None:
     print(table(report))
     print(f"\nmemory halves forgetting: {report['memory_halves_forgetting']}")
     if "episodic_memory_halves_forgetting" in report:
-        print("\nepisodic memory of part A ((a) phase-1 keys, (b) re-indexed with the phase-2 encoder, (c) re-indexed and gated):\n"
-              + episodic_table(report))
+        print("\nepisodic memory of part A ((a) phase-1 keys, (b) re-indexed with the phase-2 encoder, (c) re-indexed and gated, "
+              "(d) re-tuned on A's validation after phase 2 and gated):\n" + episodic_table(report))
         print(f"\nepisodic memory halves forgetting: {report['episodic_memory_halves_forgetting']}")
     print(f"written to {json_path}")
 
