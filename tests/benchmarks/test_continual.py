@@ -156,7 +156,7 @@ def test_episodic_memory_holds_only_part_a_training_episodes(tiny_genre):
     assert in_a[memory.values.numpy()].all()  # A items only
     held_out = {(int(u), int(t)) for ev in (part_a.valid, part_a.test) for u, t in zip(ev.users, ev.targets)}
     for u, seq in enumerate(part_a.train):  # each owner's values: exactly the items of its training sequence after the first
-        values = memory.values[memory.owners == u].tolist()
+        values = memory.values[memory.owners == u, 0].tolist()
         assert sorted(values) == sorted(seq[1:].tolist())
         assert not {(u, v) for v in values} & held_out  # no A validation or test target of the owner is a value
     for u, h, v in zip(episodes.users, episodes.histories, episodes.targets):  # an episode is a training prefix and its next item

@@ -6,7 +6,7 @@ import torch
 
 from memrec.data.batching import make_eval_batch
 from memrec.data.split import EvalSet
-from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, memory_mass, mix_scores, seen_mask, tune
+from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, followers, memory_mass, mix_scores, seen_mask, tune
 
 
 def memory(n=40, dim=4, users=5, items=20, seed=0) -> NeighbourMemory:
@@ -33,7 +33,7 @@ def test_search_pads_missing_neighbours():
     mem = NeighbourMemory(2)
     mem.build(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([3, 4]), torch.tensor([0, 1]))
     sims, values = mem.search(torch.tensor([[1.0, 1.0]]), torch.tensor([0]), k=3)
-    assert values.tolist() == [[4, -1]] and sims[0, 1] == float("-inf")  # one other user's entry; the own one is masked
+    assert values.tolist() == [[[4], [-1]]] and sims[0, 1] == float("-inf")  # one other user's entry; the own one is masked
 
 
 def test_weight_zero_is_the_model_and_unpointed_items_keep_their_logits():
@@ -156,7 +156,44 @@ def test_state_dict_round_trip_and_old_checkpoints():
     before_gate = {**mem.state_dict(), "setting": mem.setting[:3].clone()}  # k, T, w: saved before the gate
     ungated = NeighbourMemory(4)
     ungated.load_state_dict(before_gate)
-    assert (ungated.k, ungated.temperature, ungated.weight, ungated.gate) == (8, 0.3, 0.5, -1.0)
+    assert (ungated.k, ungated.temperature, ungated.weight, ungated.gate, ungated.decay) == (8, 0.3, 0.5, -1.0, 0.0)
+    # saved before the horizon: one next item per entry (M,) and four settings
+    before_horizon = {**mem.state_dict(), "values": mem.values[:, 0].clone(), "setting": mem.setting[:4].clone()}
+    next_only = NeighbourMemory(4)
+    next_only.load_state_dict(before_horizon)
+    assert torch.equal(next_only.values, mem.values) and next_only.decay == 0.0
+    queries, users = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    logits, seen = torch.randn(3, 21), torch.zeros(3, 21, dtype=torch.bool)
+    assert torch.equal(next_only.mix(logits, seen, queries, users), mem.mix(logits, seen, queries, users))
+
+
+def test_followers_are_the_owners_next_items_within_its_sequence():
+    sequences = [np.array([1, 2, 3, 4]), np.array([9, 8])]
+    moments, positions = contexts(sequences)
+    values = followers(sequences, moments.users, positions, horizon=3)
+    assert values.tolist() == [[2, 3, 4], [3, 4, -1], [4, -1, -1], [8, -1, -1]]
+    assert values[:, 0].tolist() == moments.targets.tolist()  # the first value is the entry's next item
+    with pytest.raises(ValueError, match="horizon"):
+        followers(sequences, moments.users, positions, horizon=0)
+
+
+def test_decay_weighs_a_neighbours_later_items_and_zero_keeps_the_next_item_only():
+    seen = torch.zeros(1, 10, dtype=torch.bool)
+    seen[0, 0] = True
+    seen[0, 6] = True
+    sims = torch.tensor([[0.9, 0.1]])
+    values = torch.tensor([[[3, 4, 6], [5, -1, -1]]])  # neighbour 1 did 3, then 4, then 6 (seen); neighbour 2 did 5
+    first = torch.softmax(sims.double() / 0.5, dim=1)[0]
+    next_only = memory_mass(seen, sims, values, 0.5, decay=0.0)
+    assert torch.allclose(next_only, memory_mass(seen, sims, values[:, :, 0], 0.5))  # decay 0 = the horizon-1 memory
+    assert next_only[0, 4] == 0 and next_only[0, 3] == pytest.approx(first[0].item())
+    mass = memory_mass(seen, sims, values, 0.5, decay=0.5)
+    total = first[0] * 1.5 + first[1]  # the seen item 6 carries nothing
+    assert mass[0, 4] == pytest.approx(first[0].item() * 0.5 / total.item()) and mass[0, 6] == 0
+    assert mass[0].sum() == pytest.approx(1.0)
+    logits = torch.zeros(1, 10)
+    assert torch.equal(mix_scores(logits, seen, sims, values, 0.5, 0.5, decay=0.0), mix_scores(logits, seen, sims, values[:, :, 0], 0.5, 0.5))
+    assert mix_scores(logits, seen, sims, values, 0.5, 0.5, decay=0.5)[0, 4] > 0  # a later item is boosted
 
 
 def test_bad_input_is_refused():
@@ -173,6 +210,12 @@ def test_bad_input_is_refused():
         mem.set(k=4, temperature=0.3, weight=0.5, gate=1.5)
     with pytest.raises(ValueError, match="gates in"):
         NeighbourGrid(gates=(2.0,)).settings()
+    with pytest.raises(ValueError, match="decay in"):
+        mem.set(k=4, temperature=0.3, weight=0.5, decay=1.5)
+    with pytest.raises(ValueError, match="decays in"):
+        NeighbourGrid(decays=(-0.1,)).settings()
+    with pytest.raises(ValueError, match=r"values \(M,\) or \(M, H\)"):
+        mem.build(torch.randn(3, 4), torch.ones(2, 2, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
 
 
 def test_seen_mask_marks_padding_and_the_full_history():

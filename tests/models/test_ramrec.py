@@ -186,17 +186,21 @@ def test_bad_configs_and_inputs_are_refused():
 
 def test_after_training_builds_the_neighbour_memory_from_training_positions_only(trained, ml100k, ml100k_split, tmp_path):
     model = copy.deepcopy(trained)
-    model.config.neighbour_gates = [-1.0, 0.95]  # the config's gates reach the grid
+    model.config.neighbour_gates = [-1.0, 0.95]  # the config's gates, horizon and decays reach the grid
+    model.config.neighbour_horizon, model.config.neighbour_decays = 3, [0.0, 0.5]
     users = np.arange(200)
     split = Split(ml100k_split.train[:200], ml100k_split.valid.subset(users), ml100k_split.test.subset(users), ml100k_split.protocol)
     info = model.after_training(split, MAX_LEN, batch_size=128, log=lambda *_: None)["neighbour_memory"]
-    assert [r["gate"] for r in info["grid"][1:3]] == [-1.0, 0.95] and len(info["grid"]) == 1 + 2 * (len(NeighbourGrid().settings()) - 1)
-    assert info["chosen"]["gate"] == model.neighbours.gate in (-1.0, 0.95)
+    assert [(r["gate"], r["decay"]) for r in info["grid"][1:5]] == [(-1.0, 0.0), (-1.0, 0.5), (0.95, 0.0), (0.95, 0.5)]
+    assert len(info["grid"]) == 1 + 4 * (len(NeighbourGrid().settings()) - 1)
+    assert info["chosen"]["gate"] == model.neighbours.gate in (-1.0, 0.95) and info["chosen"]["decay"] == model.neighbours.decay
     mem = model.neighbours
     assert len(mem) == info["entries"] == sum(len(s) - 1 for s in split.train)
     for owner in (0, 57, 199):
-        values = mem.values[mem.owners == owner].tolist()
-        assert values == split.train[owner][1:].tolist()  # the user's training items after the first, nothing held out
+        values = mem.values[mem.owners == owner]  # (entries, 3): each position's next three training items
+        train = split.train[owner]
+        assert values[:, 0].tolist() == train[1:].tolist()  # the user's training items after the first, nothing held out
+        assert values[:, 2].tolist() == train[3:].tolist() + [-1, -1][:len(train) - 1]  # -1 past the training sequence
     assert info["grid"][0]["weight"] == 0.0 and info["valid_ndcg@10_with"] >= info["valid_ndcg@10_without"]
 
     model.neighbours.set(k=64, temperature=0.3, weight=0.5)  # in use, whatever validation chose

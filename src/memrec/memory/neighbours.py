@@ -4,14 +4,17 @@ A user's own history cannot tell a sequence model anything it does not already r
 ranking masks every item of it. Other users' histories can. This memory holds one entry per
 training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
 
-- **key**: the model's state after the owner's items ``0..t`` (unit-normalised), **value**: the item
-  at ``t + 1``, **owner**: the user the entry belongs to.
+- **key**: the model's state after the owner's items ``0..t`` (unit-normalised), **values**: the
+  items at ``t + 1 .. t + H`` (``H``, the horizon, fixed when the memory is built; -1 past the end
+  of the owner's training sequence), **owner**: the user the entry belongs to.
 - **query**: the state of the user being ranked. The ``k`` nearest entries of *other* owners (exact
-  cosine search, a matmul and ``topk``) give a distribution over their next items::
+  cosine search, a matmul and ``topk``) give a distribution over what they did next::
 
-      p_mem(i) = sum over neighbours n with value i of softmax_n(cos(q, key_n) / T)
+      p_mem(i) = sum over neighbours n and steps j with value_nj = i of softmax_n(cos(q, key_n) / T) * decay^(j - 1)
 
-  with no mass on padding or on items the user has seen (renormalised over the rest).
+  with no mass on padding or on items the user has seen (renormalised over the rest). ``decay`` 0
+  counts the next item only (``0^0 = 1``); a neighbour's later items widen the distribution on sparse
+  data, where the next item alone often points at something the user has seen.
 - **mixture**: ``p = (1 - w) p_model + w p_mem``, ranked through
   ``score(i) = logit(i) + softplus(log(w / (1 - w)) + log p_mem(i) + logsumexp(logits) - logit(i))``,
   which is ``log p(i)`` up to a per-row constant: an item no neighbour points to keeps exactly its
@@ -22,7 +25,7 @@ training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
   part of the data (say, an older period or a catalogue section) can so leave queries about other
   parts alone: it is used where it has close matches.
 
-``k``, ``T``, ``w`` (and ``gate`` when the grid offers more than one) are chosen on validation
+``k``, ``T``, ``w`` (and ``gate`` and ``decay`` when the grid offers more than one) are chosen on validation
 (:func:`tune`), the weight 0 among the candidates, so a data set where neighbours do not help keeps
 the model's own ranking. Entries are built from
 training sequences only, so no entry holds a validation or test target.
@@ -44,24 +47,26 @@ from memrec.data.split import EvalSet
 
 @dataclass
 class NeighbourGrid:
-    """Candidate settings (k, temperature, weight, gate) tried on validation; the weight 0 (no memory) is
-    always among them.
+    """Candidate settings (k, temperature, weight, gate, decay) tried on validation; the weight 0 (no
+    memory) is always among them.
 
     Example:
         >>> NeighbourGrid(ks=(8,), temperatures=(0.3,), weights=(0.5,), gates=(-1.0, 0.9)).settings()
-        [(0, 1.0, 0.0, -1.0), (8, 0.3, 0.5, -1.0), (8, 0.3, 0.5, 0.9)]
+        [(0, 1.0, 0.0, -1.0, 0.0), (8, 0.3, 0.5, -1.0, 0.0), (8, 0.3, 0.5, 0.9, 0.0)]
     """
 
     ks: tuple[int, ...] = (32, 128, 512, 2048)
     temperatures: tuple[float, ...] = (0.1, 0.3)
     weights: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
     gates: tuple[float, ...] = (-1.0,)  # -1: every query mixes
+    decays: tuple[float, ...] = (0.0,)  # weight of a neighbour's j-th next item: decay^(j-1); 0: the next item only
 
-    def settings(self) -> list[tuple[int, float, float, float]]:
+    def settings(self) -> list[tuple[int, float, float, float, float]]:
         if min(self.ks) < 1 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights) \
-                or not all(-1.0 <= g <= 1.0 for g in self.gates):
-            raise ValueError(f"expected ks >= 1, temperatures > 0, weights in (0, 1) and gates in [-1, 1], got {self}")
-        return [(0, 1.0, 0.0, -1.0)] + [(k, t, w, g) for k in self.ks for t in self.temperatures for w in self.weights for g in self.gates]
+                or not all(-1.0 <= g <= 1.0 for g in self.gates) or not all(0.0 <= d <= 1.0 for d in self.decays):
+            raise ValueError(f"expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1] and decays in [0, 1], got {self}")
+        return [(0, 1.0, 0.0, -1.0, 0.0)] + [(k, t, w, g, d) for k in self.ks for t in self.temperatures for w in self.weights
+                                             for g in self.gates for d in self.decays]
 
 
 def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
@@ -82,6 +87,24 @@ def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
     return EvalSet(np.array(owners, dtype=np.int64), histories, np.array(values, dtype=np.int64)), np.array(positions, dtype=np.int64)
 
 
+def followers(sequences: list[np.ndarray], owners: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
+    """(M, horizon) the items at ``t .. t + horizon - 1`` of each entry's owner sequence (-1 past its end):
+    the values of the entries :func:`contexts` returns, with their positions.
+
+    Example:
+        >>> moments, positions = contexts([np.array([5, 6, 7])])
+        >>> followers([np.array([5, 6, 7])], moments.users, positions, horizon=2).tolist()
+        [[6, 7], [7, -1]]
+    """
+    if horizon < 1:
+        raise ValueError(f"the horizon must be at least 1, got {horizon}")
+    out = np.full((len(owners), horizon), -1, dtype=np.int64)
+    for row, (user, t) in enumerate(zip(owners, positions)):
+        after = sequences[user][t:t + horizon]
+        out[row, :len(after)] = after
+    return out
+
+
 def seen_mask(batch: EvalBatch, width: int) -> torch.Tensor:
     """(B, width) bool: padding (column 0) and every item of each row's full history. B counts the
     batch's users (an evaluation batch may be padded with empty rows that have no target)."""
@@ -91,10 +114,13 @@ def seen_mask(batch: EvalBatch, width: int) -> torch.Tensor:
     return seen
 
 
-def memory_mass(seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
-    """p_mem (B, N + 1), float64: softmax(sims / T) summed per value item, zero on ``seen``, renormalised.
-    sims, values (B, k); slots with similarity -inf carry no mass."""
-    weights = torch.softmax(sims.double() / temperature, dim=1).nan_to_num(0.0)
+def memory_mass(seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float, decay: float = 0.0) -> torch.Tensor:
+    """p_mem (B, N + 1), float64: softmax(sims / T) times decay^(j-1) summed per value item, zero on
+    ``seen``, renormalised. sims (B, k), values (B, k) or (B, k, H); slots with similarity -inf carry no mass."""
+    values = values if values.dim() == 3 else values.unsqueeze(2)  # (B, k, H)
+    steps = decay ** torch.arange(values.size(2), dtype=torch.float64)  # (H,): 1, decay, decay^2, ...
+    weights = (torch.softmax(sims.double() / temperature, dim=1).nan_to_num(0.0).unsqueeze(2) * steps).flatten(1)  # (B, k H)
+    values = values.flatten(1)
     weights = weights.masked_fill(seen.gather(1, values.clamp(min=0)) | (values < 0), 0.0)
     total = weights.sum(dim=1, keepdim=True)
     weights = torch.where(total > 0, weights / total.clamp_min(1e-300), weights)
@@ -112,9 +138,10 @@ def mixed(logits_at: torch.Tensor, ratio: torch.Tensor, weight: float) -> torch.
 
 
 def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, values: torch.Tensor, temperature: float, weight: float,
-               gate: float = -1.0) -> torch.Tensor:
+               gate: float = -1.0, decay: float = 0.0) -> torch.Tensor:
     """Scores (B, N + 1), float64, ranked as ``(1 - w) softmax(logits over unseen items) + w p_mem`` in the
     rows whose nearest similarity (``sims`` sorted descending) reaches ``gate``, the logits elsewhere.
+    sims (B, k); values (B, k) next items or (B, k, H) the next H items of each neighbour.
 
     Example:
         >>> logits = torch.tensor([[0.0, 2.0, 1.0, 0.5]])
@@ -124,6 +151,9 @@ def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, val
         (1, 3)
         >>> mix_scores(logits, seen, sims, values, 0.3, 0.9, gate=0.95).argmax().item()  # no entry close enough
         1
+        >>> later = torch.tensor([[[3, 2], [3, 2]]])  # each neighbour's next two items
+        >>> mix_scores(logits, seen, sims, later, 0.3, 0.9, decay=0.0)[0, 2] == logits[0, 2]  # decay 0: the next item only
+        tensor(True)
     """
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"the memory weight must be in [0, 1), got {weight}")
@@ -131,8 +161,12 @@ def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, val
     open_rows = sims[:, :1] >= gate if gate > -1.0 else None  # (B, 1)
     if weight == 0.0 or values.numel() == 0 or (open_rows is not None and not open_rows.any()):
         return base.clone()
+    values = values if values.dim() == 3 else values.unsqueeze(2)  # (B, k, H)
+    if decay == 0.0:
+        values = values[:, :, :1]
     lse = base.masked_fill(seen, float("-inf")).logsumexp(dim=1, keepdim=True)
-    mass = memory_mass(seen, sims, values, temperature)
+    mass = memory_mass(seen, sims, values, temperature, decay)
+    values = values.flatten(1)  # (B, k H)
     at = values.clamp(min=0)
     base_at = base.gather(1, at)
     boosted = mixed(base_at, log_ratio(base_at, mass.gather(1, at), lse), weight)
@@ -147,7 +181,7 @@ class NeighbourMemory(nn.Module):
         >>> mem = NeighbourMemory(dim=2)
         >>> mem.build(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]), torch.tensor([4, 5, 6]), torch.tensor([0, 1, 2]))
         >>> sims, values = mem.search(torch.tensor([[1.0, 0.0]]), users=torch.tensor([0]), k=2)  # user 0's own entry is skipped
-        >>> values.tolist()
+        >>> values[:, :, 0].tolist()
         [[6, 5]]
         >>> mem.set(k=2, temperature=0.1, weight=0.5)
         >>> mem.active
@@ -158,9 +192,9 @@ class NeighbourMemory(nn.Module):
         super().__init__()
         self.dim = dim
         self.register_buffer("keys", torch.zeros(0, dim))  # (M, d), unit rows
-        self.register_buffer("values", torch.zeros(0, dtype=torch.int64))  # (M,) the item that followed
+        self.register_buffer("values", torch.zeros(0, 1, dtype=torch.int64))  # (M, H) the items that followed, -1 padded
         self.register_buffer("owners", torch.zeros(0, dtype=torch.int64))  # (M,) user index of each entry
-        self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0, -1.0], dtype=torch.float64))  # k, temperature, weight, gate
+        self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0, -1.0, 0.0], dtype=torch.float64))  # k, temperature, weight, gate, decay
 
     def __len__(self) -> int:
         return len(self.values)
@@ -182,18 +216,30 @@ class NeighbourMemory(nn.Module):
         return float(self.setting[3])
 
     @property
+    def decay(self) -> float:
+        return float(self.setting[4])
+
+    @property
     def active(self) -> bool:
         return self.weight > 0 and self.k > 0 and len(self) > 0
 
-    def set(self, k: int, temperature: float, weight: float, gate: float = -1.0) -> None:
-        if k < 0 or temperature <= 0 or not 0 <= weight < 1 or not -1.0 <= gate <= 1.0:
-            raise ValueError(f"expected k >= 0, temperature > 0, weight in [0, 1) and gate in [-1, 1], got {k}, {temperature}, {weight}, {gate}")
-        self.setting = torch.tensor([float(k), temperature, weight, gate], dtype=torch.float64)
+    def describe(self) -> dict:
+        """The setting in use, by name (as ``metrics.json`` reports it)."""
+        return {"k": self.k, "temperature": self.temperature, "weight": self.weight, "gate": self.gate, "decay": self.decay}
+
+    def set(self, k: int, temperature: float, weight: float, gate: float = -1.0, decay: float = 0.0) -> None:
+        if k < 0 or temperature <= 0 or not 0 <= weight < 1 or not -1.0 <= gate <= 1.0 or not 0.0 <= decay <= 1.0:
+            raise ValueError(f"expected k >= 0, temperature > 0, weight in [0, 1), gate in [-1, 1] and decay in [0, 1], "
+                             f"got {k}, {temperature}, {weight}, {gate}, {decay}")
+        self.setting = torch.tensor([float(k), temperature, weight, gate, decay], dtype=torch.float64)
 
     def build(self, keys: torch.Tensor, values: torch.Tensor, owners: torch.Tensor) -> None:
-        """Hold these entries: keys (M, d), values and owners (M,)."""
-        if keys.shape != (len(values), self.dim) or owners.shape != values.shape:
-            raise ValueError(f"expected keys (M, {self.dim}) and values, owners (M,), got {tuple(keys.shape)}, {tuple(values.shape)}, {tuple(owners.shape)}")
+        """Hold these entries: keys (M, d), values (M,) the next items or (M, H) the next H items
+        (-1 past the end of a sequence: :func:`followers`), owners (M,)."""
+        values = values if values.dim() == 2 else values.unsqueeze(1)
+        if keys.shape != (len(values), self.dim) or owners.shape != values.shape[:1]:
+            raise ValueError(f"expected keys (M, {self.dim}), values (M,) or (M, H) and owners (M,), "
+                             f"got {tuple(keys.shape)}, {tuple(values.shape)}, {tuple(owners.shape)}")
         if not torch.isfinite(keys).all():
             raise ValueError("neighbour memory keys contain NaN or infinite values")
         order = torch.sort(owners, stable=True).indices  # entries grouped by owner: a user's own are one range
@@ -202,7 +248,7 @@ class NeighbourMemory(nn.Module):
 
     def search(self, queries: torch.Tensor, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` nearest entries of other users: queries (B, d), users (B,) -> cosine similarities
-        and values (B, k'), k' = min(k, M); missing slots have similarity -inf and value -1."""
+        (B, k') and values (B, k', H), k' = min(k, M); missing slots have similarity -inf and values -1."""
         sims = F.normalize(queries.float(), dim=1) @ self.keys.T  # (B, M): exact search
         starts = torch.searchsorted(self.owners, users)
         counts = torch.searchsorted(self.owners, users, right=True) - starts  # (B,) the user's own entries
@@ -210,23 +256,26 @@ class NeighbourMemory(nn.Module):
         sims[rows, torch.repeat_interleave(starts - counts.cumsum(0) + counts, counts) + torch.arange(int(counts.sum()))] = float("-inf")
         top = sims.topk(min(k, sims.size(1)), dim=1)
         found = torch.isfinite(top.values)
-        return top.values, torch.where(found, self.values[top.indices], torch.full_like(top.indices, -1))
+        return top.values, torch.where(found.unsqueeze(2), self.values[top.indices], -1)
 
     def mix(self, logits: torch.Tensor, seen: torch.Tensor, queries: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """The model's scores (B, N + 1) mixed with the memory at the chosen setting (float64)."""
         if not self.active:
             return logits
         sims, values = self.search(queries, users, self.k)
-        return mix_scores(logits, seen, sims, values, self.temperature, self.weight, self.gate)
+        return mix_scores(logits, seen, sims, values, self.temperature, self.weight, self.gate, self.decay)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         if prefix + "keys" not in state_dict:  # a checkpoint from before this memory existed: stay empty
             return
         for name in ("keys", "values", "owners"):  # entries vary in number: take the stored sizes
             setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        if state_dict[prefix + "values"].dim() == 1:  # saved before the horizon: the next item only
+            state_dict[prefix + "values"] = state_dict[prefix + "values"].unsqueeze(1)
+            self.values = self.values.unsqueeze(1)
         setting = state_dict.get(prefix + "setting")
-        if setting is not None and setting.numel() == 3:  # saved before the gate: every query mixed
-            state_dict[prefix + "setting"] = torch.cat([setting, setting.new_tensor([-1.0])])
+        if setting is not None and setting.numel() < 5:  # saved before the gate (every query mixed) or the decay (next item only)
+            state_dict[prefix + "setting"] = torch.cat([setting, setting.new_tensor([-1.0, 0.0][setting.numel() - 3:])])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
@@ -234,7 +283,7 @@ class NeighbourMemory(nn.Module):
 def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]],
          grid: NeighbourGrid, batch_size: int = 256) -> list[dict]:
     """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best (ties: the smaller
-    weight, then the higher gate: the memory used less).
+    weight, then the higher gate, then the smaller decay: the memory used less).
 
     ``states(batch)`` returns the model's own scores (B, N + 1) and the queries (B, d). The neighbours are
     searched once per batch at the largest k. Returns one row per setting, in grid order.
@@ -242,17 +291,17 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
     from memrec.train.evaluate import metrics_from_ranks, rank_targets  # the evaluator's own ranking
 
     settings = grid.settings()
-    kmax = max(k for k, _, _, _ in settings)
+    kmax = max(setting[0] for setting in settings)
     ranks = [np.zeros(len(evalset), dtype=np.int64) for _ in settings]
     for rows, batch in eval_batches(evalset, max_len, batch_size):
         logits, queries = states(batch)
         seen = seen_mask(batch, logits.size(1))
-        sims, values = memory.search(queries, batch.users, kmax) if len(memory) else (logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0))
-        for i, (k, temperature, weight, gate) in enumerate(settings):
-            scores = mix_scores(logits, seen, sims[:, :k], values[:, :k], temperature, weight, gate)
+        sims, values = memory.search(queries, batch.users, kmax) if len(memory) else (logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0, 1))
+        for i, (k, temperature, weight, gate, decay) in enumerate(settings):
+            scores = mix_scores(logits, seen, sims[:, :k], values[:, :k], temperature, weight, gate, decay)
             ranks[i][rows] = rank_targets(scores, batch).numpy()
-    table = [{"k": k, "temperature": t, "weight": w, "gate": g, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"]}
-             for (k, t, w, g), r in zip(settings, ranks)]
-    best = max(table, key=lambda row: (row["ndcg@10"], -row["weight"], row["gate"]))
-    memory.set(best["k"], best["temperature"], best["weight"], best["gate"])
+    table = [{"k": k, "temperature": t, "weight": w, "gate": g, "decay": d, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"]}
+             for (k, t, w, g, d), r in zip(settings, ranks)]
+    best = max(table, key=lambda row: (row["ndcg@10"], -row["weight"], row["gate"], -row["decay"]))
+    memory.set(best["k"], best["temperature"], best["weight"], best["gate"], best["decay"])
     return table

@@ -25,10 +25,10 @@ training, one softmax-pooled vector per position (a single key), fusion weights 
 **Neighbour memory** (``neighbours=True``): the user's own bank can only point at items the user has
 seen, which full ranking masks. After training, every training position of every user becomes an
 entry of a :class:`~memrec.memory.neighbours.NeighbourMemory` (key: the window state at that
-position, without the bank; value: the next item; keyed by its owner), and at evaluation the user's
-window state retrieves the nearest entries of *other* users and mixes their next items into the
-scores. Its ``k``, temperature and weight are chosen on validation (:meth:`after_training`), the
-weight 0 among them.
+position, without the bank; values: the next ``neighbour_horizon`` items; keyed by its owner), and
+at evaluation the user's window state retrieves the nearest entries of *other* users and mixes what
+they did next into the scores. Its ``k``, temperature, weight, gate and decay (the weight of a
+neighbour's later items) are chosen on validation (:meth:`after_training`), the weight 0 among them.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from memrec.data.batching import EvalBatch, TrainBatch, eval_batches
 from memrec.errors import ConfigError
 from memrec.memory.episodic import EpisodicConfig, EpisodicMemory, adaptive_k, diversity
 from memrec.memory.index import select_topk
-from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, seen_mask, tune
+from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, followers, seen_mask, tune
 from memrec.models.sasrec import SASRec, SASRecConfig
 
 
@@ -69,6 +69,8 @@ class RAMRecConfig(SASRecConfig):
     neighbour_temperatures: list[float] = field(default_factory=lambda: list(NeighbourGrid.temperatures))
     neighbour_weights: list[float] = field(default_factory=lambda: list(NeighbourGrid.weights))
     neighbour_gates: list[float] = field(default_factory=lambda: list(NeighbourGrid.gates))  # -1: every user mixes
+    neighbour_horizon: int = 1  # an entry's values: the next this many items of its owner
+    neighbour_decays: list[float] = field(default_factory=lambda: list(NeighbourGrid.decays))  # 0: the next item only
 
 
 class MemoryCrossAttention(nn.Module):
@@ -243,18 +245,19 @@ class RAMRec(SASRec):
         was = self.training
         self.eval()
         try:
-            moments, _ = contexts(split.train)  # training positions only: no held-out target is a value
+            moments, positions = contexts(split.train)  # training positions only: no held-out target is a value
             keys = torch.zeros(len(moments), self.config.hidden_size)
             for rows, batch in eval_batches(moments, max_len, batch_size):
                 keys[torch.from_numpy(rows)] = self.last_states(batch.history, batch.lengths - 1)[1]
-            self.neighbours.build(keys, torch.from_numpy(moments.targets), torch.from_numpy(moments.users))
+            values = followers(split.train, moments.users, positions, self.config.neighbour_horizon)
+            self.neighbours.build(keys, torch.from_numpy(values), torch.from_numpy(moments.users))
             grid = NeighbourGrid(tuple(self.config.neighbour_ks), tuple(self.config.neighbour_temperatures),
-                                 tuple(self.config.neighbour_weights), tuple(self.config.neighbour_gates))
+                                 tuple(self.config.neighbour_weights), tuple(self.config.neighbour_gates),
+                                 tuple(self.config.neighbour_decays))
             table = tune(self.neighbours, split.valid, max_len, self._scores_and_queries, grid, batch_size)
         finally:
             self.train(was)
-        chosen = {"k": self.neighbours.k, "temperature": self.neighbours.temperature, "weight": self.neighbours.weight,
-                  "gate": self.neighbours.gate}
+        chosen = self.neighbours.describe()
         plain = table[0]["ndcg@10"]
         best = max(row["ndcg@10"] for row in table)
         log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {best:.4f}")
