@@ -13,8 +13,8 @@ training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
       p_mem(i) = sum over neighbours n and steps j with value_nj = i of softmax_n(cos(q, key_n) / T) * decay^(j - 1)
 
   with no mass on padding or on items the user has seen (renormalised over the rest). ``decay`` 0
-  counts the next item only (``0^0 = 1``); a neighbour's later items widen the distribution on sparse
-  data, where the next item alone often points at something the user has seen.
+  counts the next item only (``0^0 = 1``); a positive decay spreads each neighbour's mass over
+  what it did after that too.
 - **mixture**: ``p = (1 - w) p_model + w p_mem``, ranked through
   ``score(i) = logit(i) + softplus(log(w / (1 - w)) + log p_mem(i) + logsumexp(logits) - logit(i))``,
   which is ``log p(i)`` up to a per-row constant: an item no neighbour points to keeps exactly its
