@@ -29,11 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    """NDCG@10 of each 0-based rank (0 beyond rank 9), for per-user comparisons."""
-    return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
-
-
 def paired_ci(diff: np.ndarray, resamples: int = 2000) -> list[float]:
     """95% paired bootstrap interval of the mean of per-user differences (seed 0).
 

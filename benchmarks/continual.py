@@ -92,7 +92,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, ndcg10, paired_ci, relative, write_report
+from bench_common import RESULTS, ROOT, continue_training, fit, frozen_config, markdown_table, paired_ci, relative, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.batching import EvalBatch, eval_batches
@@ -100,7 +100,7 @@ from memrec.data.dataset import SequenceDataset
 from memrec.data.split import EvalSet, Split
 from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, mix_scores, seen_mask, tune
 from memrec.models import build_model
-from memrec.train.evaluate import MIN_ROWS, metrics_from_ranks, padded_scores, rank_evalset, rank_targets
+from memrec.train.evaluate import MIN_ROWS, metrics_from_ranks, padded_scores, rank_evalset, rank_targets, user_ndcg
 
 MODELS = {  # label: (model, model_config overrides, model_config overrides for phase 2)
     "sasrec": ("sasrec", {}, {}),
@@ -120,6 +120,7 @@ POLICIES = {"phase1_keys": "(a) keys from the phase-1 encoder, queries from the 
 GATES = (-1.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # candidate gates for (c); -1 mixes every query, 1.0 almost none
 SWEEP_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the test-time weight sweep, reported, never used for selection
 BATCH = 512  # evaluation batch size, as rank_evalset's
+GRID = NeighbourGrid(confidence=0.0)  # the best validation setting, its gain significant or not (as the results were measured)
 
 
 def time_halves(ds: SequenceDataset, max_users: int | None = None) -> tuple[Split, Split, float]:
@@ -235,7 +236,7 @@ def episodic_memory(model, part_a: Split, max_len: int, grid: NeighbourGrid | No
     memory = NeighbourMemory(keys.size(1))
     memory.build(keys, torch.from_numpy(episodes.targets), torch.from_numpy(episodes.users))
     with torch.no_grad():
-        table = tune(memory, part_a.valid, max_len, states(model), grid or NeighbourGrid(), BATCH)
+        table = tune(memory, part_a.valid, max_len, states(model), grid or GRID, BATCH)
     return memory, episodes, table
 
 
@@ -362,7 +363,7 @@ def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0,
         ranks_after = rank_evalset(model, part_a.test, max_len)
         ranks_b = rank_evalset(model, part_b.test, max_len)
         before, after, b_after = at10(ranks_before), at10(ranks_after), at10(ranks_b)
-        per_user[label] = ndcg10(ranks_before) - ndcg10(ranks_after)
+        per_user[label] = user_ndcg(ranks_before) - user_ndcg(ranks_after)
         results[label] = {"phase1": info_a, "phase2": info_b, "A_before": before, "A_after": after, "B_after": b_after,
                           "forgetting": {m: before[m] - after[m] for m in before},
                           "forgetting_ndcg@10_ci95": paired_ci(per_user[label])}
@@ -374,7 +375,7 @@ def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0,
               "epochs_a": epochs_a, "epochs_b": epochs_b, "max_minutes": max_minutes, "seed": seed, "protocol": protocol(),
               "results": results, "memory_halves_forgetting": halves(results, per_user)}
     if episodic:
-        report["episodic_memory"] = {"policies": POLICIES, "grid": [list(row) for row in (grid or NeighbourGrid()).settings()],
+        report["episodic_memory"] = {"policies": POLICIES, "grid": [list(row) for row in (grid or GRID).settings()],
                                      "sweep_weights": list(SWEEP_WEIGHTS)}
         report["episodic_memory_halves_forgetting"] = episodic_halves(results, per_user, episodic_per_user)
     return report
@@ -394,7 +395,7 @@ def episodic_results(model, memory: tuple, part_a: Split, part_b: Split, max_len
     banks = {"phase1_keys": bank, "reindexed": reindex(bank, model, episodes, max_len)}
     banks["gated"], gate_rows = gated(banks["reindexed"], model, part_b.valid, max_len)
     retuned = copy.deepcopy(banks["reindexed"])
-    retuning = tune(retuned, part_a.valid, max_len, states(model), grid or NeighbourGrid(), BATCH)
+    retuning = tune(retuned, part_a.valid, max_len, states(model), grid or GRID, BATCH)
     banks["retuned"], retuned_gate_rows = gated(retuned, model, part_b.valid, max_len)
     before = at10(ranks_before)
     out = {"entries": len(bank), "values": "the next item of every position t >= 1 of A's training sequences",
@@ -413,18 +414,18 @@ def episodic_results(model, memory: tuple, part_a: Split, part_b: Split, max_len
         a_ranks, a_sweep = with_memory(model, mem, part_a.test, max_len, sweep, ranks_after)
         b_ranks, b_sweep = with_memory(model, mem, part_b.test, max_len, sweep, ranks_b)
         after, b_after = at10(a_ranks), at10(b_ranks)
-        per_user[policy] = ndcg10(ranks_before) - ndcg10(a_ranks)
+        per_user[policy] = user_ndcg(ranks_before) - user_ndcg(a_ranks)
         out[policy] = {"A_after": after, "forgetting": {m: before[m] - after[m] for m in before},
                        "forgetting_ndcg@10_ci95": paired_ci(per_user[policy]),
                        "forgetting_vs_before_with_memory": {m: out["A_before_with_memory"][m] - after[m] for m in before},
-                       "A_after_change_ndcg@10_ci95": paired_ci(ndcg10(a_ranks) - ndcg10(ranks_after)),
+                       "A_after_change_ndcg@10_ci95": paired_ci(user_ndcg(a_ranks) - user_ndcg(ranks_after)),
                        "B_after": b_after, "B_change_ndcg@10": b_after["ndcg@10"] - at10(ranks_b)["ndcg@10"],
-                       "B_change_ndcg@10_ci95": paired_ci(ndcg10(b_ranks) - ndcg10(ranks_b)),
+                       "B_change_ndcg@10_ci95": paired_ci(user_ndcg(b_ranks) - user_ndcg(ranks_b)),
                        "B_relative_ndcg@10": relative(b_after["ndcg@10"], at10(ranks_b)["ndcg@10"])}
         sweeps[policy] = (a_sweep, b_sweep)
     for w in sorted(sweeps["phase1_keys"][0]):
         out["weight_sweep_not_used_for_selection"]["rows"].append(
-            {"weight": w, **{f"{part}_ndcg@10_{policy}": float(ndcg10(sweeps[policy][i][w]).mean()) if len(sweeps[policy][i][w]) else float("nan")
+            {"weight": w, **{f"{part}_ndcg@10_{policy}": float(user_ndcg(sweeps[policy][i][w]).mean()) if len(sweeps[policy][i][w]) else float("nan")
                              for policy in banks for i, part in enumerate(("A", "B"))}})
     return out, per_user
 

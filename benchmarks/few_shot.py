@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import RESULTS, ROOT, fit, frozen_config, markdown_table, metrics, ndcg10, paired_ci, relative, subset_split, write_report
+from bench_common import RESULTS, ROOT, fit, frozen_config, markdown_table, metrics, paired_ci, relative, subset_split, write_report
 from memrec.config import DataConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.split import EvalSet
 from memrec.memory.expert_memory import TIERS
-from memrec.train.evaluate import metrics_from_ranks, rank_evalset
+from memrec.train.evaluate import metrics_from_ranks, rank_evalset, user_ndcg
 
 SHOTS = (3, 5, 10)
 VARIANTS = ("sasrec", "memory-moe + few_shot_adapt", "memory-moe", "memory-moe, no memory path")
@@ -111,7 +111,7 @@ def summary(ranks: np.ndarray, sasrec: np.ndarray, plain: np.ndarray, resamples:
     m = metrics_from_ranks(ranks, ks=(10,))
     out = {"hit@10": m["hit@10"], "ndcg@10": m["ndcg@10"], "rank_differs_from_memory-moe": float(np.mean(ranks != plain)) if len(ranks) else 0.0}
     if len(ranks):
-        out["ndcg@10_minus_sasrec_ci95"] = paired_ci(ndcg10(ranks) - ndcg10(sasrec), resamples)
+        out["ndcg@10_minus_sasrec_ci95"] = paired_ci(user_ndcg(ranks) - user_ndcg(sasrec), resamples)
     return out
 
 

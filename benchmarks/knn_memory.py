@@ -49,7 +49,6 @@ of ``configs/sasrec-DATASET.yaml`` with ``seed: 1``, ``memrec train ... --config
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +57,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_common import RESULTS, load_run, markdown_table, ndcg10, paired_ci, relative, write_report
+from bench_common import RESULTS, load_run, markdown_table, paired_ci, relative, write_report
 from memrec.data.batching import eval_batches
 from memrec.data.split import EvalSet
 from memrec.memory.neighbours import contexts, log_ratio, memory_mass, mix_scores, mixed, seen_mask
-from memrec.train.evaluate import metrics_from_ranks, padded_scores, rank_evalset, rank_targets
+from memrec.train.evaluate import metrics_from_ranks, padded_scores, rank_evalset, rank_targets, user_ndcg
 
 SIMILARITIES = ("ip", "cos")
 KS = (8, 32, 128, 512, 2048, 8192)
@@ -326,11 +325,11 @@ def run(checkpoint: str | Path, data_dir: str | None = None, settings: list[dict
             "memory": mem_t,
             "relative_ndcg@10": relative(mem_t["ndcg@10"], plain_t["ndcg@10"]),
             "relative_hit@10": relative(mem_t["hit@10"], plain_t["hit@10"]),
-            "ndcg@10_difference_ci95": paired_ci(ndcg10(test_ranks[1]) - ndcg10(plain_test)),
+            "ndcg@10_difference_ci95": paired_ci(user_ndcg(test_ranks[1]) - user_ndcg(plain_test)),
             "memory_train_only_bank": metrics_from_ranks(train_only, ks=(10,)),
             "popularity_control": {"chosen_on_valid": chosen_pop, "valid_ndcg@10": best_pop["valid_ndcg@10"], "valid_hit@10": best_pop["valid_hit@10"],
                                    **metrics_from_ranks(test_ranks[2], ks=(10,)),
-                                   "ndcg@10_difference_vs_plain_ci95": paired_ci(ndcg10(test_ranks[2]) - ndcg10(plain_test))},
+                                   "ndcg@10_difference_vs_plain_ci95": paired_ci(user_ndcg(test_ranks[2]) - user_ndcg(plain_test))},
             "lam_sweep_not_used_for_selection": [{"lam": c["lam"], **metrics_from_ranks(r, ks=(10,))} for c, r in zip(lam_sweep, test_ranks[3:])],
         },
         "valid_grid": rows,

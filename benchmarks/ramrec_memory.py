@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import RESULTS, load_run, markdown_table, ndcg10, paired_ci, relative, write_report
+from bench_common import RESULTS, load_run, markdown_table, paired_ci, relative, write_report
 from memrec.config import RunConfig
 from memrec.data.batching import eval_batches
 from memrec.memory.neighbours import seen_mask
 from memrec.models import build_model
-from memrec.train.evaluate import metrics_from_ranks, rank_evalset
+from memrec.train.evaluate import metrics_from_ranks, rank_evalset, user_ndcg
 from memrec.train.trainer import Trainer, seed_everything
 
 
@@ -144,7 +144,7 @@ def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 2
         "neighbour_setting": model.neighbours.describe(),
         "test": results,
         "neighbour_memory_relative_ndcg@10": relative(full, without),
-        "neighbour_memory_ndcg@10_difference_ci95": paired_ci(ndcg10(ranks["full"]) - ndcg10(ranks["no neighbour memory"])),
+        "neighbour_memory_ndcg@10_difference_ci95": paired_ci(user_ndcg(ranks["full"]) - user_ndcg(ranks["no neighbour memory"])),
         "read_costs": costs,
         "training_costs": training,
         "threads": torch.get_num_threads(),

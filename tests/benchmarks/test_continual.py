@@ -13,9 +13,9 @@ import continual  # noqa: E402
 from bench_common import fit, frozen_config  # noqa: E402
 from memrec.memory.neighbours import NeighbourGrid  # noqa: E402
 from memrec.models import build_model  # noqa: E402
-from memrec.train.evaluate import rank_evalset  # noqa: E402
+from memrec.train.evaluate import rank_evalset, user_ndcg  # noqa: E402
 
-TINY_GRID = NeighbourGrid(ks=(8, 64), temperatures=(0.3,), weights=(0.3, 0.7))
+TINY_GRID = NeighbourGrid(ks=(8, 64), temperatures=(0.3,), weights=(0.3, 0.7), confidence=0.0)
 
 
 def assert_leave_one_out(part, sequences):
@@ -196,9 +196,9 @@ def test_the_gate_is_the_lowest_that_costs_bs_validation_nothing(tiny_genre):
     strong.set(64, 0.3, 0.7)  # in use whatever A's validation chose
     out, rows = continual.gated(strong, model, part_b.valid, max_len)
     assert [r["gate"] for r in rows] == list(continual.GATES) and strong.gate == -1.0  # the input is left as it was
-    plain = float(np.mean(continual.ndcg10(rank_evalset(model, part_b.valid, max_len))))
+    plain = float(np.mean(user_ndcg(rank_evalset(model, part_b.valid, max_len))))
     assert all(math.isclose(r["B_valid_ndcg@10_without"], plain) for r in rows)
     ok = [r["gate"] for r in rows if r["B_valid_ndcg@10"] >= plain]
     assert out.gate == min(ok, default=1.0) and (out.k, out.temperature, out.weight) == (64, 0.3, 0.7)
     chosen = continual.memory_ranks(model, out, part_b.valid, max_len, 64, 0.3, [0.7], out.gate)[0.7]
-    assert np.mean(continual.ndcg10(chosen)) >= plain  # at the chosen gate B's validation loses nothing
+    assert np.mean(user_ndcg(chosen)) >= plain  # at the chosen gate B's validation loses nothing

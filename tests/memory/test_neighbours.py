@@ -110,6 +110,27 @@ def test_tune_uses_the_memory_only_when_it_helps(towards):
         assert mem.weight == 0.0 and not mem.active
 
 
+@pytest.mark.parametrize("helped, used", [(2, False), (12, True)])
+def test_tune_skips_a_gain_within_noise(helped, used):
+    """The memory points at the target for ``helped`` of 60 users and at a seen item (no mass) for the rest:
+    2 helped users raise the mean but not above noise at 95%; 12 do."""
+    n = 60
+    targets = np.arange(1, n + 1)
+    histories = [np.array([40 + (i % 5)]) for i in range(n)]
+    mem = NeighbourMemory(n)
+    mem.build(torch.eye(n), torch.from_numpy(np.where(np.arange(n) < helped, targets, [h[0] for h in histories])), torch.arange(n) + 1000)
+
+    def states(batch):
+        return torch.zeros(len(batch.users), 61), torch.eye(n)[batch.users]
+    evalset = EvalSet(np.arange(n), histories, targets)
+    grid = NeighbourGrid(ks=(1,), temperatures=(0.1,), weights=(0.5,))
+    plain, mixed_row = tune(mem, evalset, max_len=5, states=states, grid=grid)
+    assert mixed_row["ndcg@10"] > plain["ndcg@10"] and mixed_row["gain_low"] < mixed_row["gain_high"]
+    assert mixed_row["eligible"] is used and (mixed_row["gain_low"] > 0) is used and mem.active is used
+    tune(mem, evalset, max_len=5, states=states, grid=NeighbourGrid(ks=(1,), temperatures=(0.1,), weights=(0.5,), confidence=0.0))
+    assert mem.active  # without the test any gain counts
+
+
 def test_the_gate_mixes_only_queries_whose_nearest_entry_is_close_enough():
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(4, 21, generator=g)
@@ -214,6 +235,8 @@ def test_bad_input_is_refused():
         mem.set(k=4, temperature=0.3, weight=0.5, decay=1.5)
     with pytest.raises(ValueError, match="decays in"):
         NeighbourGrid(decays=(-0.1,)).settings()
+    with pytest.raises(ValueError, match=r"confidence in \[0, 1\)"):
+        NeighbourGrid(confidence=1.0).settings()
     with pytest.raises(ValueError, match=r"values \(M,\) or \(M, H\)"):
         mem.build(torch.randn(3, 4), torch.ones(2, 2, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
 

@@ -202,6 +202,9 @@ def test_after_training_builds_the_neighbour_memory_from_training_positions_only
         assert values[:, 0].tolist() == train[1:].tolist()  # the user's training items after the first, nothing held out
         assert values[:, 2].tolist() == train[3:].tolist() + [-1, -1][:len(train) - 1]  # -1 past the training sequence
     assert info["grid"][0]["weight"] == 0.0 and info["valid_ndcg@10_with"] >= info["valid_ndcg@10_without"]
+    low, high = info["valid_ndcg@10_gain_interval"]  # the chosen setting's gain is above noise, or it is the model alone
+    assert (low > 0.0 and model.neighbours.active) or (low == high == 0.0 and not model.neighbours.active)
+    assert all(row["eligible"] == (row["weight"] == 0.0 or row["gain_low"] > 0.0) for row in info["grid"])
 
     model.neighbours.set(k=64, temperature=0.3, weight=0.5)  # in use, whatever validation chose
     b = make_eval_batch(users[:40], split.test.histories[:40], split.test.targets[:40], MAX_LEN)

@@ -26,14 +26,17 @@ training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
   parts alone: it is used where it has close matches.
 
 ``k``, ``T``, ``w`` (and ``gate`` and ``decay`` when the grid offers more than one) are chosen on validation
-(:func:`tune`), the weight 0 among the candidates, so a data set where neighbours do not help keeps
-the model's own ranking. Entries are built from
-training sequences only, so no entry holds a validation or test target.
+(:func:`tune`), the weight 0 among the candidates. A setting is a candidate only when its per-user
+validation gain is above 0 with 95% confidence (``NeighbourGrid.confidence``): with a thousand
+validation users, the best of dozens of settings often gains by chance, and a data set where
+neighbours do not measurably help keeps the model's own ranking. Entries are built from training
+sequences only, so no entry holds a validation or test target.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Callable
 
 import numpy as np
@@ -60,11 +63,14 @@ class NeighbourGrid:
     weights: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
     gates: tuple[float, ...] = (-1.0,)  # -1: every query mixes
     decays: tuple[float, ...] = (0.0,)  # weight of a neighbour's j-th next item: decay^(j-1); 0: the next item only
+    confidence: float = 0.95  # a setting is eligible only if this interval of its validation gain lies above 0; 0: any gain
 
     def settings(self) -> list[tuple[int, float, float, float, float]]:
         if min(self.ks) < 1 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights) \
-                or not all(-1.0 <= g <= 1.0 for g in self.gates) or not all(0.0 <= d <= 1.0 for d in self.decays):
-            raise ValueError(f"expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1] and decays in [0, 1], got {self}")
+                or not all(-1.0 <= g <= 1.0 for g in self.gates) or not all(0.0 <= d <= 1.0 for d in self.decays) \
+                or not 0.0 <= self.confidence < 1.0:
+            raise ValueError(f"expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1], decays in [0, 1] "
+                             f"and confidence in [0, 1), got {self}")
         return [(0, 1.0, 0.0, -1.0, 0.0)] + [(k, t, w, g, d) for k in self.ks for t in self.temperatures for w in self.weights
                                              for g in self.gates for d in self.decays]
 
@@ -279,16 +285,34 @@ class NeighbourMemory(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
+def gain_interval(gain: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Two-sided normal interval of the mean of per-user gains at ``confidence`` (0: the mean itself).
+
+    Example:
+        >>> low, high = gain_interval(np.array([0.0, 0.2, 0.1, 0.1]), 0.95)
+        >>> round(low, 4), round(high, 4)
+        (0.02, 0.18)
+    """
+    mean = float(gain.mean()) if len(gain) else 0.0
+    if len(gain) < 2 or confidence == 0.0:
+        return mean, mean
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * float(gain.std(ddof=1)) / math.sqrt(len(gain))
+    return mean - half, mean + half
+
+
 @torch.no_grad()
 def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]],
          grid: NeighbourGrid, batch_size: int = 256) -> list[dict]:
-    """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best (ties: the smaller
-    weight, then the higher gate, then the smaller decay: the memory used less).
+    """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best of the eligible ones.
 
-    ``states(batch)`` returns the model's own scores (B, N + 1) and the queries (B, d). The neighbours are
-    searched once per batch at the largest k. Returns one row per setting, in grid order.
+    A setting is eligible when the ``grid.confidence`` interval of its per-user NDCG@10 gain over the
+    model alone (the weight-0 row, always eligible) lies above 0: a memory whose validation gain is
+    within noise is not used. Ties go to the memory used less (the smaller weight, then the higher
+    gate, then the smaller decay). ``states(batch)`` returns the model's own scores (B, N + 1) and the
+    queries (B, d). The neighbours are searched once per batch at the largest k. Returns one row per
+    setting, in grid order, with its gain interval (``gain_low``, ``gain_high``) and ``eligible``.
     """
-    from memrec.train.evaluate import metrics_from_ranks, rank_targets  # the evaluator's own ranking
+    from memrec.train.evaluate import metrics_from_ranks, rank_targets, user_ndcg  # the evaluator's own ranking
 
     settings = grid.settings()
     kmax = max(setting[0] for setting in settings)
@@ -300,8 +324,12 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
         for i, (k, temperature, weight, gate, decay) in enumerate(settings):
             scores = mix_scores(logits, seen, sims[:, :k], values[:, :k], temperature, weight, gate, decay)
             ranks[i][rows] = rank_targets(scores, batch).numpy()
-    table = [{"k": k, "temperature": t, "weight": w, "gate": g, "decay": d, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"]}
-             for (k, t, w, g, d), r in zip(settings, ranks)]
-    best = max(table, key=lambda row: (row["ndcg@10"], -row["weight"], row["gate"], -row["decay"]))
+    plain = user_ndcg(ranks[0])
+    table = []
+    for (k, t, w, g, d), r in zip(settings, ranks):
+        low, high = gain_interval(user_ndcg(r) - plain, grid.confidence)
+        table.append({"k": k, "temperature": t, "weight": w, "gate": g, "decay": d, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"],
+                      "gain_low": low, "gain_high": high, "eligible": w == 0.0 or low > 0.0})
+    best = max((row for row in table if row["eligible"]), key=lambda row: (row["ndcg@10"], -row["weight"], row["gate"], -row["decay"]))
     memory.set(best["k"], best["temperature"], best["weight"], best["gate"], best["decay"])
     return table

@@ -28,7 +28,8 @@ entry of a :class:`~memrec.memory.neighbours.NeighbourMemory` (key: the window s
 position, without the bank; values: the next ``neighbour_horizon`` items; keyed by its owner), and
 at evaluation the user's window state retrieves the nearest entries of *other* users and mixes what
 they did next into the scores. Its ``k``, temperature, weight, gate and decay (the weight of a
-neighbour's later items) are chosen on validation (:meth:`after_training`), the weight 0 among them.
+neighbour's later items) are chosen on validation (:meth:`after_training`), the weight 0 among them;
+a setting whose validation gain is within noise (``neighbour_confidence``) is not chosen.
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ class RAMRecConfig(SASRecConfig):
     neighbour_gates: list[float] = field(default_factory=lambda: list(NeighbourGrid.gates))  # -1: every user mixes
     neighbour_horizon: int = 1  # an entry's values: the next this many items of its owner
     neighbour_decays: list[float] = field(default_factory=lambda: list(NeighbourGrid.decays))  # 0: the next item only
+    neighbour_confidence: float = NeighbourGrid.confidence  # a setting is used only if this interval of its validation gain is above 0
 
 
 class MemoryCrossAttention(nn.Module):
@@ -253,16 +255,20 @@ class RAMRec(SASRec):
             self.neighbours.build(keys, torch.from_numpy(values), torch.from_numpy(moments.users))
             grid = NeighbourGrid(tuple(self.config.neighbour_ks), tuple(self.config.neighbour_temperatures),
                                  tuple(self.config.neighbour_weights), tuple(self.config.neighbour_gates),
-                                 tuple(self.config.neighbour_decays))
+                                 tuple(self.config.neighbour_decays), self.config.neighbour_confidence)
             table = tune(self.neighbours, split.valid, max_len, self._scores_and_queries, grid, batch_size)
         finally:
             self.train(was)
         chosen = self.neighbours.describe()
         plain = table[0]["ndcg@10"]
-        best = max(row["ndcg@10"] for row in table)
-        log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {best:.4f}")
+        used = next(row for row in table if all(row[name] == value for name, value in chosen.items()))
+        top = max(table, key=lambda row: row["ndcg@10"])
+        log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {used['ndcg@10']:.4f}"
+            + ("" if top is used else f" (best {top['ndcg@10']:.4f}, gain interval [{top['gain_low']:+.4f}, {top['gain_high']:+.4f}]"
+                                      f" at confidence {self.config.neighbour_confidence}: within noise, not used)"))
         return {"neighbour_memory": {"entries": len(self.neighbours), "chosen": chosen, "valid_ndcg@10_without": plain,
-                                     "valid_ndcg@10_with": best, "grid": table}}
+                                     "valid_ndcg@10_with": used["ndcg@10"], "valid_ndcg@10_gain_interval": [used["gain_low"], used["gain_high"]],
+                                     "confidence": self.config.neighbour_confidence, "grid": table}}
 
     def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
         """Next-item loss through the memory; also writes the window's entries into the users' banks."""

@@ -50,6 +50,17 @@ def rank_targets(scores: torch.Tensor, batch: EvalBatch) -> torch.Tensor:
     return (scores >= target).sum(dim=1) - 1  # every other item at least as high ranks above
 
 
+def user_ndcg(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k of each 0-based rank (0 from rank k on), for per-user comparisons.
+
+    Example:
+        >>> user_ndcg(np.array([0, 1, 10])).round(4).tolist()
+        [1.0, 0.6309, 0.0]
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
     """HR, Recall, NDCG and MRR at each K from 0-based ranks.
 
@@ -63,7 +74,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
         hit = ranks < k
         out[f"hit@{k}"] = float(hit.mean()) if len(ranks) else 0.0
         out[f"recall@{k}"] = out[f"hit@{k}"]
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean()) if len(ranks) else 0.0
+        out[f"ndcg@{k}"] = float(user_ndcg(ranks, k).mean()) if len(ranks) else 0.0
         out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1), 0.0).mean()) if len(ranks) else 0.0
     return out
 
