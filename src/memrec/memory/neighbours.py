@@ -310,7 +310,7 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
     within noise is not used. Ties go to the memory used less (the smaller weight, then the higher
     gate, then the smaller decay). ``states(batch)`` returns the model's own scores (B, N + 1) and the
     queries (B, d). The neighbours are searched once per batch at the largest k. Returns one row per
-    setting, in grid order, with its gain interval (``gain_low``, ``gain_high``) and ``eligible``.
+    setting, in grid order, with its gain interval (``gain_low``, ``gain_high``), ``eligible`` and ``chosen``.
     """
     from memrec.train.evaluate import metrics_from_ranks, rank_targets, user_ndcg  # the evaluator's own ranking
 
@@ -331,5 +331,7 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
         table.append({"k": k, "temperature": t, "weight": w, "gate": g, "decay": d, "ndcg@10": metrics_from_ranks(r, ks=(10,))["ndcg@10"],
                       "gain_low": low, "gain_high": high, "eligible": w == 0.0 or low > 0.0})
     best = max((row for row in table if row["eligible"]), key=lambda row: (row["ndcg@10"], -row["weight"], row["gate"], -row["decay"]))
+    for row in table:
+        row["chosen"] = row is best
     memory.set(best["k"], best["temperature"], best["weight"], best["gate"], best["decay"])
     return table

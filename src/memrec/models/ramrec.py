@@ -261,11 +261,11 @@ class RAMRec(SASRec):
             self.train(was)
         chosen = self.neighbours.describe()
         plain = table[0]["ndcg@10"]
-        used = next(row for row in table if all(row[name] == value for name, value in chosen.items()))
+        used = next(row for row in table if row["chosen"])
         top = max(table, key=lambda row: row["ndcg@10"])
         log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {used['ndcg@10']:.4f}"
-            + ("" if top is used else f" (best {top['ndcg@10']:.4f}, gain interval [{top['gain_low']:+.4f}, {top['gain_high']:+.4f}]"
-                                      f" at confidence {self.config.neighbour_confidence}: within noise, not used)"))
+            + ("" if top["ndcg@10"] == used["ndcg@10"] else f" (best {top['ndcg@10']:.4f}, gain interval [{top['gain_low']:+.4f},"
+                                                           f" {top['gain_high']:+.4f}] at confidence {self.config.neighbour_confidence}: within noise, not used)"))
         return {"neighbour_memory": {"entries": len(self.neighbours), "chosen": chosen, "valid_ndcg@10_without": plain,
                                      "valid_ndcg@10_with": used["ndcg@10"], "valid_ndcg@10_gain_interval": [used["gain_low"], used["gain_high"]],
                                      "confidence": self.config.neighbour_confidence, "grid": table}}
