@@ -98,7 +98,8 @@ from memrec.data import load_dataset, split_dataset
 from memrec.data.batching import EvalBatch, eval_batches
 from memrec.data.dataset import SequenceDataset
 from memrec.data.split import EvalSet, Split
-from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, mix_scores, seen_mask, tune
+from memrec.config import NeighbourConfig
+from memrec.memory.neighbours import NeighbourMemory, contexts, mix_scores, seen_mask, tune
 from memrec.models import build_model
 from memrec.train.evaluate import MIN_ROWS, metrics_from_ranks, padded_scores, rank_evalset, rank_targets, user_ndcg
 
@@ -120,7 +121,7 @@ POLICIES = {"phase1_keys": "(a) keys from the phase-1 encoder, queries from the 
 GATES = (-1.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # candidate gates for (c); -1 mixes every query, 1.0 almost none
 SWEEP_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the test-time weight sweep, reported, never used for selection
 BATCH = 512  # evaluation batch size, as rank_evalset's
-GRID = NeighbourGrid(confidence=0.0)  # the best validation setting, its gain significant or not (as the results were measured)
+GRID = NeighbourConfig(confidence=0.0)  # the best validation setting, its gain significant or not (as the results were measured)
 
 
 def time_halves(ds: SequenceDataset, max_users: int | None = None) -> tuple[Split, Split, float]:
@@ -227,7 +228,7 @@ def encode_episodes(model, episodes: EvalSet, max_len: int, batch_size: int = BA
     return keys if keys is not None else torch.zeros(0, model.item_embeddings().size(1))
 
 
-def episodic_memory(model, part_a: Split, max_len: int, grid: NeighbourGrid | None = None) -> tuple[NeighbourMemory, EvalSet, list[dict]]:
+def episodic_memory(model, part_a: Split, max_len: int, grid: NeighbourConfig | None = None) -> tuple[NeighbourMemory, EvalSet, list[dict]]:
     """At the end of phase 1: the memory of A's training episodes, keyed by ``model`` (the phase-1
     model) and tuned on A's validation with it. Returns the memory, the stored episodes (owner,
     prefix, next item) and the tuning table (one row per setting, weight 0 first)."""
@@ -307,7 +308,7 @@ def gated(memory: NeighbourMemory, model, valid_b: EvalSet, max_len: int, gates=
     out = copy.deepcopy(memory)
     if not memory.active:
         return out, []
-    grid = NeighbourGrid(ks=(memory.k,), temperatures=(memory.temperature,), weights=(memory.weight,), gates=tuple(gates))
+    grid = NeighbourConfig(ks=(memory.k,), temperatures=(memory.temperature,), weights=(memory.weight,), gates=tuple(gates))
     plain, *table = tune(out, valid_b, max_len, states(model), grid, BATCH)  # one pass; the weight-0 row is the model alone
     rows = [{"gate": r["gate"], "B_valid_ndcg@10": r["ndcg@10"], "B_valid_ndcg@10_without": plain["ndcg@10"]} for r in table]
     chosen = next((r["gate"] for r in rows if r["B_valid_ndcg@10"] >= plain["ndcg@10"]), 1.0)
@@ -317,7 +318,7 @@ def gated(memory: NeighbourMemory, model, valid_b: EvalSet, max_len: int, gates=
 
 def run(epochs_a: int = 20, epochs_b: int = 8, max_minutes: float | None = 10.0, data_dir: str | None = None,
         max_users: int | None = None, models=tuple(MODELS), cache_dir: Path | None = None, log=print, scenario: str = "time",
-        episodic: bool = True, grid: NeighbourGrid | None = None, seed: int = 42) -> dict:
+        episodic: bool = True, grid: NeighbourConfig | None = None, seed: int = 42) -> dict:
     ds = load_dataset(DataConfig(dataset="ml-100k", data_dir=data_dir))
     part_a, part_b, where = scenario_parts(ds, scenario, max_users)
     log(f"{scenario} {where}: A {sum(map(len, part_a.train))} training items, {len(part_a.test)} test users; "
@@ -388,7 +389,7 @@ def protocol() -> str:
 
 
 def episodic_results(model, memory: tuple, part_a: Split, part_b: Split, max_len: int, ranks_before: np.ndarray,
-                     ranks_after: np.ndarray, ranks_b: np.ndarray, grid: NeighbourGrid | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+                     ranks_after: np.ndarray, ranks_b: np.ndarray, grid: NeighbourConfig | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """A after and B after with the episodic memory of A, under each of :data:`POLICIES`, for the phase-2 ``model``.
     Returns the report's entry and, per policy, each A test user's NDCG@10 forgetting with the memory."""
     bank, episodes, tuning, sweep, before_mem = memory

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,54 @@ class TrainConfig:
 
 
 @dataclass
+class NeighbourConfig:
+    """The neighbour memory of a run (``memory.neighbours`` in a run config; ``--memory neighbours``):
+    whether it is built after training, the values each entry holds (``horizon``), and the candidate
+    settings (k, temperature, weight, gate, decay) tried on validation, the weight 0 (no memory) always
+    among them. Validated when built.
+
+    Example:
+        >>> NeighbourConfig(ks=(8,), temperatures=(0.3,), weights=(0.5,), gates=(-1.0, 0.9)).settings()
+        [(0, 1.0, 0.0, -1.0, 0.0), (8, 0.3, 0.5, -1.0, 0.0), (8, 0.3, 0.5, 0.9, 0.0)]
+        >>> NeighbourConfig(weights=(1.0,))
+        Traceback (most recent call last):
+        ...
+        memrec.errors.ConfigError: memory.neighbours: expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1], decays in [0, 1], horizon >= 1 and confidence in [0, 1), got ks=(32, 128, 512, 2048) temperatures=(0.1, 0.3) weights=(1.0,) gates=(-1.0,) decays=(0.0,) horizon=1 confidence=0.95
+    """
+
+    enabled: bool = False  # build it after training (then tuned on validation; unused if its gain is within noise)
+    ks: tuple[int, ...] = (32, 128, 512, 2048)
+    temperatures: tuple[float, ...] = (0.1, 0.3)
+    weights: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+    gates: tuple[float, ...] = (-1.0,)  # -1: every query mixes
+    decays: tuple[float, ...] = (0.0,)  # weight of a neighbour's j-th next item: decay^(j-1); 0: the next item only
+    horizon: int = 1  # an entry's values: the next this many items of its owner
+    confidence: float = 0.95  # a setting is eligible only if this interval of its validation gain lies above 0; 0: any gain
+
+    def __post_init__(self):
+        for name in ("ks", "temperatures", "weights", "gates", "decays"):
+            setattr(self, name, tuple(getattr(self, name)))
+        if not (self.ks and self.temperatures and self.weights and self.gates and self.decays) or min(self.ks) < 1 \
+                or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights) \
+                or not all(-1.0 <= g <= 1.0 for g in self.gates) or not all(0.0 <= d <= 1.0 for d in self.decays) \
+                or self.horizon < 1 or not 0.0 <= self.confidence < 1.0:
+            shown = " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name != "enabled")
+            raise ConfigError(f"memory.neighbours: expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1], "
+                              f"decays in [0, 1], horizon >= 1 and confidence in [0, 1), got {shown}")
+
+    def settings(self) -> list[tuple[int, float, float, float, float]]:
+        return [(0, 1.0, 0.0, -1.0, 0.0)] + [(k, t, w, g, d) for k in self.ks for t in self.temperatures for w in self.weights
+                                             for g in self.gates for d in self.decays]
+
+
+@dataclass
+class MemoryLayerConfig:
+    """Memories any model can carry, built by the trainer after training (see :mod:`memrec.memory`)."""
+
+    neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)
+
+
+@dataclass
 class RunConfig:
     """Everything that defines a run; saved as `config.yaml` next to its results."""
 
@@ -73,6 +121,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     model_config: Any = None  # the model's own dataclass; filled from `model`
+    memory: MemoryLayerConfig = field(default_factory=MemoryLayerConfig)
 
     def __post_init__(self):
         from memrec.models import model_config_class
@@ -87,15 +136,16 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RunConfig":
-        raw = dict(raw or {})
+        raw = _moved_neighbour_keys(dict(raw or {}))
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ConfigError(f"unknown config keys {sorted(unknown)}; expected model, data, train, model_config")
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; expected model, data, train, model_config, memory")
         return cls(
             model=str(raw.get("model", "sasrec")),
             data=from_dict(DataConfig, raw.get("data") or {}, "data"),
             train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
             model_config=dict(raw.get("model_config") or {}),
+            memory=from_dict(MemoryLayerConfig, raw.get("memory") or {}, "memory"),
         )
 
     @classmethod
@@ -108,6 +158,7 @@ class RunConfig:
             "data": dataclasses.asdict(self.data),
             "train": _plain(dataclasses.asdict(self.train)),
             "model_config": _plain(dataclasses.asdict(self.model_config)),
+            "memory": {"neighbours": _plain(dataclasses.asdict(self.memory.neighbours))},
         }
 
     def save(self, path: str | Path) -> None:
@@ -119,6 +170,20 @@ class RunConfig:
         for item in overrides:
             apply_override(raw, item)
         return RunConfig.from_dict(raw)
+
+
+def _moved_neighbour_keys(raw: dict) -> dict:
+    """Configs written before the memory layer kept the neighbour memory in RAMRec's model_config
+    (``neighbours``, ``neighbour_ks``, ...): read them as ``memory.neighbours`` (``enabled``, ``ks``, ...)."""
+    model_config = raw.get("model_config")
+    if not isinstance(model_config, dict) or not any(k == "neighbours" or k.startswith("neighbour_") for k in model_config):
+        return raw
+    model_config = dict(model_config)
+    moved = {"enabled" if k == "neighbours" else k[len("neighbour_"):]: model_config.pop(k)
+             for k in list(model_config) if k == "neighbours" or k.startswith("neighbour_")}
+    memory = dict(raw.get("memory") or {})
+    memory["neighbours"] = {**moved, **(memory.get("neighbours") or {})}
+    return {**raw, "model_config": model_config, "memory": memory}
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -11,7 +11,8 @@ from memrec.data.split import Split
 from memrec.data.batching import TrainBatch, TrainBatches, make_eval_batch, training_windows
 from memrec.errors import ConfigError, UnknownItemError
 from memrec.memory.episodic import adaptive_k, diversity
-from memrec.memory.neighbours import NeighbourGrid
+from memrec.config import NeighbourConfig
+from memrec.memory.neighbours import build_neighbours
 from memrec.models import RAMRec, RAMRecConfig, SASRec, SASRecConfig, build_model
 from memrec.train.checkpoint import load_checkpoint, save_checkpoint
 from memrec.train.evaluate import rank_evalset
@@ -186,13 +187,12 @@ def test_bad_configs_and_inputs_are_refused():
 
 def test_after_training_builds_the_neighbour_memory_from_training_positions_only(trained, ml100k, ml100k_split, tmp_path):
     model = copy.deepcopy(trained)
-    model.config.neighbour_gates = [-1.0, 0.95]  # the config's gates, horizon and decays reach the grid
-    model.config.neighbour_horizon, model.config.neighbour_decays = 3, [0.0, 0.5]
+    config = NeighbourConfig(enabled=True, gates=(-1.0, 0.95), horizon=3, decays=(0.0, 0.5))  # gates, horizon and decays reach the grid
     users = np.arange(200)
     split = Split(ml100k_split.train[:200], ml100k_split.valid.subset(users), ml100k_split.test.subset(users), ml100k_split.protocol)
-    info = model.after_training(split, MAX_LEN, batch_size=128, log=lambda *_: None)["neighbour_memory"]
+    info = build_neighbours(model, split, MAX_LEN, config, batch_size=128, log=lambda *_: None)["neighbour_memory"]
     assert [(r["gate"], r["decay"]) for r in info["grid"][1:5]] == [(-1.0, 0.0), (-1.0, 0.5), (0.95, 0.0), (0.95, 0.5)]
-    assert len(info["grid"]) == 1 + 4 * (len(NeighbourGrid().settings()) - 1)
+    assert len(info["grid"]) == 1 + 4 * (len(NeighbourConfig().settings()) - 1)
     assert info["chosen"]["gate"] == model.neighbours.gate in (-1.0, 0.95) and info["chosen"]["decay"] == model.neighbours.decay
     mem = model.neighbours
     assert len(mem) == info["entries"] == sum(len(s) - 1 for s in split.train)
@@ -208,7 +208,7 @@ def test_after_training_builds_the_neighbour_memory_from_training_positions_only
 
     model.neighbours.set(k=64, temperature=0.3, weight=0.5)  # in use, whatever validation chose
     b = make_eval_batch(users[:40], split.test.histories[:40], split.test.targets[:40], MAX_LEN)
-    plain = model._scores_and_queries(b)[0]
+    plain = model.scores_and_states(b)[0]
     assert not torch.equal(model.score_all(b), plain.double())
     evalset = split.test.subset(np.arange(60))
     reference = rank_evalset(model, evalset, MAX_LEN, batch_size=60)
@@ -223,5 +223,5 @@ def test_after_training_builds_the_neighbour_memory_from_training_positions_only
 
 def test_neighbours_off_builds_nothing(trained, ml100k_split):
     model = copy.deepcopy(trained)
-    model.config.neighbours = False
-    assert model.after_training(ml100k_split, MAX_LEN, log=lambda *_: None) == {} and len(model.neighbours) == 0
+    assert build_neighbours(model, ml100k_split, MAX_LEN, NeighbourConfig(enabled=False), log=lambda *_: None) == {}
+    assert len(model.neighbours) == 0

@@ -11,9 +11,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from memrec.config import RunConfig
+from memrec.config import NeighbourConfig, RunConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.batching import make_eval_batch
+from memrec.memory.neighbours import build_neighbours
 from memrec.models import MODELS, build_model
 from memrec.serve.app import ServeConfig, create_app
 from memrec.serve.testing import TINY
@@ -77,7 +78,7 @@ def ramrec(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("ramrec", ds.num_items, MAX_LEN, config.model_config).eval()
     model.update_memory(torch.arange(len(USERS)), [ds.sequences[ds.user_index(u)][:10] for u in USERS])
-    model.after_training(split_dataset(ds), MAX_LEN, log=lambda *_: None)
+    build_neighbours(model, split_dataset(ds), MAX_LEN, NeighbourConfig(enabled=True), log=lambda *_: None)
     model.neighbours.set(k=8, temperature=0.3, weight=0.5)  # in use, whatever validation chose
     save_checkpoint(folder / "ramrec.pt", model, config, ds)
     return folder / "ramrec.pt", raw, ds

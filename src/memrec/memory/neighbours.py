@@ -27,7 +27,7 @@ training position of every user, kNN-LM style (Khandelwal et al., ICLR 2020):
 
 ``k``, ``T``, ``w`` (and ``gate`` and ``decay`` when the grid offers more than one) are chosen on validation
 (:func:`tune`), the weight 0 among the candidates. A setting is a candidate only when its per-user
-validation gain is above 0 with 95% confidence (``NeighbourGrid.confidence``): with a thousand
+validation gain is above 0 with 95% confidence (``NeighbourConfig.confidence``): with a thousand
 validation users, the best of dozens of settings often gains by chance, and a data set where
 neighbours do not measurably help keeps the model's own ranking. Entries are built from training
 sequences only, so no entry holds a validation or test target.
@@ -35,7 +35,6 @@ sequences only, so no entry holds a validation or test target.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable
 
@@ -46,33 +45,7 @@ from torch import nn
 
 from memrec.data.batching import EvalBatch, eval_batches
 from memrec.data.split import EvalSet
-
-
-@dataclass
-class NeighbourGrid:
-    """Candidate settings (k, temperature, weight, gate, decay) tried on validation; the weight 0 (no
-    memory) is always among them.
-
-    Example:
-        >>> NeighbourGrid(ks=(8,), temperatures=(0.3,), weights=(0.5,), gates=(-1.0, 0.9)).settings()
-        [(0, 1.0, 0.0, -1.0, 0.0), (8, 0.3, 0.5, -1.0, 0.0), (8, 0.3, 0.5, 0.9, 0.0)]
-    """
-
-    ks: tuple[int, ...] = (32, 128, 512, 2048)
-    temperatures: tuple[float, ...] = (0.1, 0.3)
-    weights: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
-    gates: tuple[float, ...] = (-1.0,)  # -1: every query mixes
-    decays: tuple[float, ...] = (0.0,)  # weight of a neighbour's j-th next item: decay^(j-1); 0: the next item only
-    confidence: float = 0.95  # a setting is eligible only if this interval of its validation gain lies above 0; 0: any gain
-
-    def settings(self) -> list[tuple[int, float, float, float, float]]:
-        if min(self.ks) < 1 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights) \
-                or not all(-1.0 <= g <= 1.0 for g in self.gates) or not all(0.0 <= d <= 1.0 for d in self.decays) \
-                or not 0.0 <= self.confidence < 1.0:
-            raise ValueError(f"expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1], decays in [0, 1] "
-                             f"and confidence in [0, 1), got {self}")
-        return [(0, 1.0, 0.0, -1.0, 0.0)] + [(k, t, w, g, d) for k in self.ks for t in self.temperatures for w in self.weights
-                                             for g in self.gates for d in self.decays]
+from memrec.config import NeighbourConfig
 
 
 def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
@@ -194,9 +167,9 @@ class NeighbourMemory(nn.Module):
         True
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int = 0):
         super().__init__()
-        self.dim = dim
+        self.dim = dim  # 0: taken from the first keys built or loaded
         self.register_buffer("keys", torch.zeros(0, dim))  # (M, d), unit rows
         self.register_buffer("values", torch.zeros(0, 1, dtype=torch.int64))  # (M, H) the items that followed, -1 padded
         self.register_buffer("owners", torch.zeros(0, dtype=torch.int64))  # (M,) user index of each entry
@@ -243,6 +216,7 @@ class NeighbourMemory(nn.Module):
         """Hold these entries: keys (M, d), values (M,) the next items or (M, H) the next H items
         (-1 past the end of a sequence: :func:`followers`), owners (M,)."""
         values = values if values.dim() == 2 else values.unsqueeze(1)
+        self.dim = self.dim or (keys.size(1) if keys.dim() == 2 else 0)
         if keys.shape != (len(values), self.dim) or owners.shape != values.shape[:1]:
             raise ValueError(f"expected keys (M, {self.dim}), values (M,) or (M, H) and owners (M,), "
                              f"got {tuple(keys.shape)}, {tuple(values.shape)}, {tuple(owners.shape)}")
@@ -276,6 +250,7 @@ class NeighbourMemory(nn.Module):
             return
         for name in ("keys", "values", "owners"):  # entries vary in number: take the stored sizes
             setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        self.dim = self.keys.size(1)
         if state_dict[prefix + "values"].dim() == 1:  # saved before the horizon: the next item only
             state_dict[prefix + "values"] = state_dict[prefix + "values"].unsqueeze(1)
             self.values = self.values.unsqueeze(1)
@@ -302,7 +277,7 @@ def gain_interval(gain: np.ndarray, confidence: float) -> tuple[float, float]:
 
 @torch.no_grad()
 def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]],
-         grid: NeighbourGrid, batch_size: int = 256) -> list[dict]:
+         grid: NeighbourConfig, batch_size: int = 256) -> list[dict]:
     """NDCG@10 on ``evalset`` of every setting of ``grid``; sets ``memory`` to the best of the eligible ones.
 
     A setting is eligible when the ``grid.confidence`` interval of its per-user NDCG@10 gain over the
@@ -335,3 +310,50 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
         row["chosen"] = row is best
     memory.set(best["k"], best["temperature"], best["weight"], best["gate"], best["decay"])
     return table
+
+
+@torch.no_grad()  # not inference mode: the memory's tensors are kept and read later with autograd on
+def build_neighbours(model, split, max_len: int, config: NeighbourConfig, batch_size: int = 256, log=print) -> dict:
+    """The trainer's memory-write step for any model: every training position of every user becomes
+    an entry of ``model.neighbours`` (key: the model's neighbour state there, from
+    ``model.scores_and_states``; values: the owner's next ``config.horizon`` training items), and the
+    setting is chosen on ``split.valid`` by :func:`tune`. Returns the report for ``metrics.json``.
+
+    Example:
+        >>> from memrec.data import SequenceDataset, split_dataset
+        >>> from memrec.models import build_model
+        >>> ds = SequenceDataset.from_sequences({f"u{i}": ["a", "b", "c", "d", "e"][i % 2:] for i in range(6)})
+        >>> model = build_model("gru4rec", ds.num_items, 5)
+        >>> report = build_neighbours(model, split_dataset(ds), 5, NeighbourConfig(enabled=True, ks=(2,)), log=lambda *_: None)
+        >>> report["neighbour_memory"]["entries"], len(model.neighbours)
+        (9, 9)
+    """
+    if not config.enabled:
+        return {}
+    was = model.training
+    model.eval()
+    try:
+        moments, positions = contexts(split.train)  # training positions only: no held-out target is a value
+        keys = None
+        for rows, batch in eval_batches(moments, max_len, batch_size):
+            states = model.scores_and_states(batch)[1]  # (B, d)
+            keys = states.new_zeros(len(moments), states.size(1)) if keys is None else keys
+            keys[torch.from_numpy(rows)] = states.float()
+        values = followers(split.train, moments.users, positions, config.horizon)
+        if keys is None:
+            log("neighbour memory: no training position to remember (every training sequence has one item)")
+            return {}
+        model.neighbours.build(keys, torch.from_numpy(values), torch.from_numpy(moments.users))
+        table = tune(model.neighbours, split.valid, max_len, model.scores_and_states, config, batch_size)
+    finally:
+        model.train(was)
+    chosen = model.neighbours.describe()
+    plain = table[0]["ndcg@10"]
+    used = next(row for row in table if row["chosen"])
+    top = max(table, key=lambda row: row["ndcg@10"])
+    log(f"neighbour memory: {len(model.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {used['ndcg@10']:.4f}"
+        + ("" if top["ndcg@10"] == used["ndcg@10"] else f" (best {top['ndcg@10']:.4f}, gain interval [{top['gain_low']:+.4f},"
+                                                       f" {top['gain_high']:+.4f}] at confidence {config.confidence}: within noise, not used)"))
+    return {"neighbour_memory": {"entries": len(model.neighbours), "chosen": chosen, "valid_ndcg@10_without": plain,
+                                 "valid_ndcg@10_with": used["ndcg@10"], "valid_ndcg@10_gain_interval": [used["gain_low"], used["gain_high"]],
+                                 "confidence": config.confidence, "grid": table}}

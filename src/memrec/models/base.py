@@ -14,6 +14,7 @@ from torch import nn
 
 from memrec.data.batching import EvalBatch, TrainBatch
 from memrec.errors import UnknownItemError
+from memrec.memory.neighbours import NeighbourMemory, seen_mask
 
 
 class SequentialRecommender(nn.Module):
@@ -33,6 +34,7 @@ class SequentialRecommender(nn.Module):
         self.num_items = num_items
         self.max_len = max_len
         self.config = config
+        self.neighbours = NeighbourMemory()  # other users' training positions; empty and unused until the trainer builds it
 
     def encode_positions(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -79,8 +81,20 @@ class SequentialRecommender(nn.Module):
         return {}
 
     def score_all(self, batch: EvalBatch) -> torch.Tensor:
-        """Scores of every item (column 0 = padding) for each row: (B, N + 1)."""
-        return self.encode(batch.history, batch.lengths, batch.users) @ self.item_embeddings().T
+        """Scores of every item (column 0 = padding) for each row: (B, N + 1), mixed with the neighbour
+        memory (:mod:`memrec.memory.neighbours`) when it is built and its setting uses it."""
+        mixing = not self.training and self.neighbours.active
+        logits, states = self.scores_and_states(batch, states=mixing)
+        if not mixing:
+            return logits
+        return self.neighbours.mix(logits, seen_mask(batch, logits.size(1)), states, batch.users)
+
+    def scores_and_states(self, batch: EvalBatch, states: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model's own scores (B, N + 1) and its neighbour state (B, d), or None when ``states`` is
+        False: the state that keys the neighbour memory's entries and queries it. Models whose user
+        vector reads more than the window (RAMRec's bank) return the window's state here."""
+        user = self.encode(batch.history, batch.lengths, batch.users)  # (B, d)
+        return user @ self.item_embeddings().T, user if states else None
 
     def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
         """Training loss over every non-padding position of the batch."""
@@ -91,10 +105,25 @@ class SequentialRecommender(nn.Module):
 
     @torch.no_grad()
     def recommend(self, batch: EvalBatch, k: int = 10, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k items and scores per row over the whole catalogue: (B, k), (B, k)."""
+        """Top-k items and scores per row over the whole catalogue: (B, k'), (B, k'). Only rankable
+        items are listed (not padding, nor, with ``exclude_seen``, a row's history): k' is ``k`` or,
+        when a row has fewer rankable items, that row's count (the smallest in the batch).
+
+        Example:
+            >>> import numpy as np
+            >>> from memrec.data.batching import make_eval_batch
+            >>> from memrec.models import build_model
+            >>> model = build_model("gru4rec", num_items=5, max_len=4).eval()
+            >>> items, scores = model.recommend(make_eval_batch(np.array([0]), [np.array([1, 2])], np.array([0]), 4), k=100)
+            >>> sorted(items[0].tolist())  # items 1 and 2 were seen
+            [3, 4, 5]
+        """
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
         scores = self.score_all(batch)
         scores[:, 0] = float("-inf")
         if exclude_seen:
             scores[batch.seen_rows, batch.seen_items] = float("-inf")
-        top = scores.topk(min(k, self.num_items), dim=1)
+        rankable = int((scores > float("-inf")).sum(dim=1).min()) if len(scores) else 0
+        top = scores.topk(min(k, rankable), dim=1)
         return top.indices, top.values

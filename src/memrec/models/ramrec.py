@@ -22,14 +22,10 @@ K per position comes from the diversity (entropy) of the visible entries' items 
 backbone; ``public_code_mode=True`` mimics the public code for the ablation: memory unused in
 training, one softmax-pooled vector per position (a single key), fusion weights never trained.
 
-**Neighbour memory** (``neighbours=True``): the user's own bank can only point at items the user has
-seen, which full ranking masks. After training, every training position of every user becomes an
-entry of a :class:`~memrec.memory.neighbours.NeighbourMemory` (key: the window state at that
-position, without the bank; values: the next ``neighbour_horizon`` items; keyed by its owner), and
-at evaluation the user's window state retrieves the nearest entries of *other* users and mixes what
-they did next into the scores. Its ``k``, temperature, weight, gate and decay (the weight of a
-neighbour's later items) are chosen on validation (:meth:`after_training`), the weight 0 among them;
-a setting whose validation gain is within noise (``neighbour_confidence``) is not chosen.
+**Neighbour memory**: like every model, RAMRec can carry a memory of other users' training
+positions (``memory.neighbours`` in the run config; :mod:`memrec.memory.neighbours`). Its key and
+query is the window state, without the bank (:meth:`scores_and_states`): the user's own bank can only
+point at items the user has seen, which full ranking masks.
 """
 from __future__ import annotations
 
@@ -41,11 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memrec.data.batching import EvalBatch, TrainBatch, eval_batches
+from memrec.data.batching import EvalBatch, TrainBatch
 from memrec.errors import ConfigError
 from memrec.memory.episodic import EpisodicConfig, EpisodicMemory, adaptive_k, diversity
 from memrec.memory.index import select_topk
-from memrec.memory.neighbours import NeighbourGrid, NeighbourMemory, contexts, followers, seen_mask, tune
 from memrec.models.sasrec import SASRec, SASRecConfig
 
 
@@ -65,14 +60,6 @@ class RAMRecConfig(SASRecConfig):
     w_usefulness: float = 1.0
     recency_scale: float = 1000.0
     public_code_mode: bool = False  # ablation: pooled single vector, untrained fusion, no memory in training
-    neighbours: bool = True  # after training, a memory of other users' training positions, tuned on validation
-    neighbour_ks: list[int] = field(default_factory=lambda: list(NeighbourGrid.ks))
-    neighbour_temperatures: list[float] = field(default_factory=lambda: list(NeighbourGrid.temperatures))
-    neighbour_weights: list[float] = field(default_factory=lambda: list(NeighbourGrid.weights))
-    neighbour_gates: list[float] = field(default_factory=lambda: list(NeighbourGrid.gates))  # -1: every user mixes
-    neighbour_horizon: int = 1  # an entry's values: the next this many items of its owner
-    neighbour_decays: list[float] = field(default_factory=lambda: list(NeighbourGrid.decays))  # 0: the next item only
-    neighbour_confidence: float = NeighbourGrid.confidence  # a setting is used only if this interval of its validation gain is above 0
 
 
 class MemoryCrossAttention(nn.Module):
@@ -145,7 +132,6 @@ class RAMRec(SASRec):
         self.cross.apply(self._init)
         self.gate.apply(self._init)
         self.bank = EpisodicMemory(d, EpisodicConfig(config.bank_capacity, config.w_frequency, config.w_recency, config.w_usefulness, config.recency_scale))
-        self.neighbours = NeighbourMemory(d)
         if config.public_code_mode:  # the public code never trains the fusion
             for p in [*self.cross.parameters(), *self.gate.parameters()]:
                 p.requires_grad_(False)
@@ -226,49 +212,11 @@ class RAMRec(SASRec):
         visible = torch.cat([visible, ((bank_items > 0) & ~in_window).unsqueeze(1)], 2)
         return self.read_memory(query, keys, followed, visible)[0][:, 0], window_state
 
-    def score_all(self, batch: EvalBatch) -> torch.Tensor:
-        """The model's scores, mixed with the neighbour memory when it is in use: (B, N + 1)."""
-        mixing = not self.training and self.neighbours.active
-        logits, queries = self._scores_and_queries(batch, queries=mixing)
-        if not mixing:
-            return logits
-        return self.neighbours.mix(logits, seen_mask(batch, logits.size(1)), queries, batch.users)
-
-    def _scores_and_queries(self, batch: EvalBatch, queries: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def scores_and_states(self, batch: EvalBatch, states: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores from the user vector (window and bank) and the window-only state (the neighbour state)."""
         self.check_items(batch.history)
-        user, window = self.last_states(batch.history, (batch.lengths - 1).clamp(min=0), batch.users, window=queries)
+        user, window = self.last_states(batch.history, (batch.lengths - 1).clamp(min=0), batch.users, window=states)
         return user @ self.item_embeddings().T, window
-
-    @torch.no_grad()  # not inference mode: the memory's tensors are kept and read later with autograd on
-    def after_training(self, split, max_len: int, batch_size: int = 256, log=print) -> dict:
-        """Build the neighbour memory from the training sequences and choose its setting on validation."""
-        if not self.config.neighbours:
-            return {}
-        was = self.training
-        self.eval()
-        try:
-            moments, positions = contexts(split.train)  # training positions only: no held-out target is a value
-            keys = torch.zeros(len(moments), self.config.hidden_size)
-            for rows, batch in eval_batches(moments, max_len, batch_size):
-                keys[torch.from_numpy(rows)] = self.last_states(batch.history, batch.lengths - 1)[1]
-            values = followers(split.train, moments.users, positions, self.config.neighbour_horizon)
-            self.neighbours.build(keys, torch.from_numpy(values), torch.from_numpy(moments.users))
-            grid = NeighbourGrid(tuple(self.config.neighbour_ks), tuple(self.config.neighbour_temperatures),
-                                 tuple(self.config.neighbour_weights), tuple(self.config.neighbour_gates),
-                                 tuple(self.config.neighbour_decays), self.config.neighbour_confidence)
-            table = tune(self.neighbours, split.valid, max_len, self._scores_and_queries, grid, batch_size)
-        finally:
-            self.train(was)
-        chosen = self.neighbours.describe()
-        plain = table[0]["ndcg@10"]
-        used = next(row for row in table if row["chosen"])
-        top = max(table, key=lambda row: row["ndcg@10"])
-        log(f"neighbour memory: {len(self.neighbours)} entries; chosen on validation {chosen}: NDCG@10 {plain:.4f} -> {used['ndcg@10']:.4f}"
-            + ("" if top["ndcg@10"] == used["ndcg@10"] else f" (best {top['ndcg@10']:.4f}, gain interval [{top['gain_low']:+.4f},"
-                                                           f" {top['gain_high']:+.4f}] at confidence {self.config.neighbour_confidence}: within noise, not used)"))
-        return {"neighbour_memory": {"entries": len(self.neighbours), "chosen": chosen, "valid_ndcg@10_without": plain,
-                                     "valid_ndcg@10_with": used["ndcg@10"], "valid_ndcg@10_gain_interval": [used["gain_low"], used["gain_high"]],
-                                     "confidence": self.config.neighbour_confidence, "grid": table}}
 
     def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
         """Next-item loss through the memory; also writes the window's entries into the users' banks."""

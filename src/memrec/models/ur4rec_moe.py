@@ -220,9 +220,11 @@ class UR4RecMoE(SASRec):
         mask = batch.targets > 0
         return objective(hidden[mask], batch.targets[mask], table)
 
-    def score_all(self, batch: EvalBatch) -> torch.Tensor:
+    def scores_and_states(self, batch: EvalBatch, states: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores from the fused user vector (memory unrolled over the full history), which is also the neighbour state."""
         table = self.item_embeddings()
-        return self.user_vectors(batch, table)[0] @ table.T
+        user = self.user_vectors(batch, table)[0]  # (B, d)
+        return user @ table.T, user if states else None
 
     def user_vectors(self, batch: EvalBatch, table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused user vectors (B, d) and routing weights (B, E), memory unrolled over the full history."""

@@ -14,6 +14,7 @@ import torch
 
 from memrec.config import RunConfig
 from memrec.data import load_dataset, split_dataset
+from memrec.memory.neighbours import build_neighbours
 from memrec.models import build_model
 from memrec.runtime import keep_freed_memory
 from memrec.train.checkpoint import save_checkpoint
@@ -53,6 +54,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
 
     t = config.train
     chosen_after_training = model.after_training(split, config.data.max_len, t.eval_batch_size, log)
+    chosen_after_training |= build_neighbours(model, split, config.data.max_len, config.memory.neighbours, t.eval_batch_size, log)
     valid = evaluate(model, split.valid, config.data.max_len, t.eval_batch_size, t.metric_ks)
     tic = time.perf_counter()
     test = evaluate(model, split.test, config.data.max_len, t.eval_batch_size, t.metric_ks)
