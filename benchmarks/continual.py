@@ -121,7 +121,7 @@ POLICIES = {"phase1_keys": "(a) keys from the phase-1 encoder, queries from the 
 GATES = (-1.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # candidate gates for (c); -1 mixes every query, 1.0 almost none
 SWEEP_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the test-time weight sweep, reported, never used for selection
 BATCH = 512  # evaluation batch size, as rank_evalset's
-GRID = NeighbourConfig(confidence=0.0)  # the best validation setting, its gain significant or not (as the results were measured)
+GRID = NeighbourConfig(decays=(0.0,), confidence=0.0)  # the best validation setting, its gain significant or not (as the results were measured)
 
 
 def time_halves(ds: SequenceDataset, max_users: int | None = None) -> tuple[Split, Split, float]:

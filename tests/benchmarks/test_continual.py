@@ -15,7 +15,7 @@ from memrec.config import NeighbourConfig  # noqa: E402
 from memrec.models import build_model  # noqa: E402
 from memrec.train.evaluate import rank_evalset, user_ndcg  # noqa: E402
 
-TINY_GRID = NeighbourConfig(ks=(8, 64), temperatures=(0.3,), weights=(0.3, 0.7), confidence=0.0)
+TINY_GRID = NeighbourConfig(ks=(8, 64), temperatures=(0.3,), weights=(0.3, 0.7), decays=(0.0,), confidence=0.0)
 
 
 def assert_leave_one_out(part, sequences):

@@ -103,7 +103,7 @@ def test_tune_uses_the_memory_only_when_it_helps(towards):
     targets = np.arange(1, 31)
     evalset = EvalSet(np.arange(30), [np.array([40 + (i % 5)]) for i in range(30)], targets)
     mem, states = _pointing_memory(targets, towards)
-    table = tune(mem, evalset, max_len=5, states=states, grid=NeighbourConfig(ks=(1, 4), temperatures=(0.1,), weights=(0.3, 0.7)))
+    table = tune(mem, evalset, max_len=5, states=states, grid=NeighbourConfig(ks=(1, 4), temperatures=(0.1,), weights=(0.3, 0.7), decays=(0.0,)))
     assert len(table) == 1 + 2 * 2 and table[0]["weight"] == 0.0
     if towards:
         assert mem.weight > 0 and max(r["ndcg@10"] for r in table) > table[0]["ndcg@10"]
@@ -124,11 +124,11 @@ def test_tune_skips_a_gain_within_noise(helped, used):
     def states(batch):
         return torch.zeros(len(batch.users), 61), torch.eye(n)[batch.users]
     evalset = EvalSet(np.arange(n), histories, targets)
-    grid = NeighbourConfig(ks=(1,), temperatures=(0.1,), weights=(0.5,))
+    grid = NeighbourConfig(ks=(1,), temperatures=(0.1,), weights=(0.5,), decays=(0.0,))
     plain, mixed_row = tune(mem, evalset, max_len=5, states=states, grid=grid)
     assert mixed_row["ndcg@10"] > plain["ndcg@10"] and mixed_row["gain_low"] < mixed_row["gain_high"]
     assert mixed_row["eligible"] is used and (mixed_row["gain_low"] > 0) is used and mem.active is used
-    tune(mem, evalset, max_len=5, states=states, grid=NeighbourConfig(ks=(1,), temperatures=(0.1,), weights=(0.5,), confidence=0.0))
+    tune(mem, evalset, max_len=5, states=states, grid=NeighbourConfig(ks=(1,), temperatures=(0.1,), weights=(0.5,), decays=(0.0,), confidence=0.0))
     assert mem.active  # without the test any gain counts
 
 
@@ -159,7 +159,7 @@ def test_tune_picks_a_gate_that_spares_the_queries_the_memory_would_hurt():
         g = torch.Generator().manual_seed(int(batch.users[0]))
         return torch.randn(len(batch.users), 51, generator=g), queries[batch.users]
     evalset = EvalSet(np.arange(n), [np.array([40 + (i % 5)]) for i in range(n)], targets)
-    grid = NeighbourConfig(ks=(1,), temperatures=(0.1,), weights=(0.7,), gates=(-1.0, 0.9))
+    grid = NeighbourConfig(ks=(1,), temperatures=(0.1,), weights=(0.7,), gates=(-1.0, 0.9), decays=(0.0,))
     table = tune(mem, evalset, max_len=5, states=states, grid=grid)
     assert [(r["weight"], r["gate"]) for r in table] == [(0.0, -1.0), (0.7, -1.0), (0.7, 0.9)]
     assert table[2]["ndcg@10"] > table[1]["ndcg@10"] and table[2]["ndcg@10"] > table[0]["ndcg@10"]

@@ -192,7 +192,7 @@ def test_after_training_builds_the_neighbour_memory_from_training_positions_only
     split = Split(ml100k_split.train[:200], ml100k_split.valid.subset(users), ml100k_split.test.subset(users), ml100k_split.protocol)
     info = build_neighbours(model, split, MAX_LEN, config, batch_size=128, log=lambda *_: None)["neighbour_memory"]
     assert [(r["gate"], r["decay"]) for r in info["grid"][1:5]] == [(-1.0, 0.0), (-1.0, 0.5), (0.95, 0.0), (0.95, 0.5)]
-    assert len(info["grid"]) == 1 + 4 * (len(NeighbourConfig().settings()) - 1)
+    assert len(info["grid"]) == 1 + 4 * 2 * 4 * 2 * 2  # the weight 0, then ks x temperatures x weights x gates x decays
     assert info["chosen"]["gate"] == model.neighbours.gate in (-1.0, 0.95) and info["chosen"]["decay"] == model.neighbours.decay
     mem = model.neighbours
     assert len(mem) == info["entries"] == sum(len(s) - 1 for s in split.train)
