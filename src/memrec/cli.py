@@ -75,6 +75,11 @@ def cmd_train(args, extra: list[str]) -> None:
     print(f"results in {args.output}/metrics.json (test ndcg@10 {metrics['test']['ndcg@10']:.4f})")
 
 
+def _require_positive(flag: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise MemrecError(f"{flag} must be a positive integer, got {value}")
+
+
 def _load_for_checkpoint(args):
     from memrec.config import RunConfig
     from memrec.data import load_dataset, split_dataset
@@ -99,6 +104,7 @@ def cmd_evaluate(args, extra) -> None:
     from memrec.train.evaluate import evaluate
     from memrec.train.report import format_table
 
+    _require_positive("--batch-size", args.batch_size)
     ckpt, ds, split = _load_for_checkpoint(args)
     t, max_len = ckpt.config.train, ckpt.config.data.max_len
     rows = []
@@ -117,6 +123,7 @@ def cmd_recommend(args, extra) -> None:
 
     from memrec.data.batching import make_eval_batch
 
+    _require_positive("-k", args.k)
     ckpt, ds, _ = _load_for_checkpoint(args)
     if args.history is not None:
         history = np.array([ds.item_index(i) for i in args.history.split(",") if i], dtype=np.int64)
@@ -132,7 +139,7 @@ def cmd_recommend(args, extra) -> None:
     if args.json:
         print(json.dumps({"user": args.user, "history_length": int(len(history)), "items": rows}, indent=2))
         return
-    print(f"top {args.k} for {'user ' + str(args.user) if args.user is not None else 'the given history'} ({len(history)} history items, excluded):")
+    print(f"top {len(rows)} for {'user ' + str(args.user) if args.user is not None else 'the given history'} ({len(history)} history items, excluded):")
     for row in rows:
         print(f"{row['rank']:3d}. {row['item']:<14} {row['score']:9.4f}  {row['text']}")
 

@@ -96,12 +96,19 @@ class SequentialRecommender(nn.Module):
         user = self.encode(batch.history, batch.lengths, batch.users)  # (B, d)
         return user @ self.item_embeddings().T, user if states else None
 
-    def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
-        """Training loss over every non-padding position of the batch."""
+    def loss(self, batch: TrainBatch, objective, writes: list | None = None) -> torch.Tensor:
+        """Training loss over every non-padding position of the batch. It never changes the model: a
+        model that remembers what it trains on appends its memory writes (callables) to ``writes``
+        when given one, and the trainer applies them with :meth:`write_memory` after the optimizer step."""
         self.check_items(batch.inputs)
         hidden = self.encode_positions(batch.inputs, batch.users)  # (B, L, d)
         mask = batch.targets > 0
         return objective(hidden[mask], batch.targets[mask], self.item_embeddings())  # (T, d), (T,)
+
+    def write_memory(self, writes: list) -> None:
+        """Apply the memory writes :meth:`loss` collected, in order (the trainer's explicit memory step)."""
+        for write in writes:
+            write()
 
     @torch.no_grad()
     def recommend(self, batch: EvalBatch, k: int = 10, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
