@@ -14,6 +14,14 @@ from memrec.train.losses import make_objective
 
 MAX_LEN = 20
 CE = make_objective("ce")
+
+
+def learn(model, b):
+    """The model's loss on ``b``, then the trainer's memory step (``loss`` itself changes nothing)."""
+    writes = []
+    loss = model.loss(b, CE, writes)
+    model.write_memory(writes)
+    return loss
 SMALL = {"hidden_size": 32, "inner_size": 64, "num_experts": 3, "store_per_step": 128, "similarity_threshold": 0.3}
 
 
@@ -35,8 +43,10 @@ def trained(ml100k, ml100k_split):
     model.train()
     for b in TrainBatches(training_windows(ml100k_split.train[:150], MAX_LEN), batch_size=64).epoch(0):
         optimizer.zero_grad()
-        model.loss(b, CE).backward()
+        writes = []
+        model.loss(b, CE, writes).backward()
         optimizer.step()
+        model.write_memory(writes)
     return model.eval()
 
 
@@ -44,7 +54,7 @@ def test_memory_is_trained_end_to_end():
     model = tiny().train()
     rows = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]])
     b = TrainBatch(torch.tensor([0, 1]), rows[:, :-1], rows[:, 1:], torch.tensor([0, 0]))
-    model.loss(b, CE)  # fills the memories
+    learn(model, b)  # fills the memories
     model.zero_grad()
     other = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]])
     model.loss(TrainBatch(torch.tensor([2, 3]), other[:, :-1], other[:, 1:], torch.tensor([0, 0])), CE).backward()
@@ -60,7 +70,7 @@ def test_a_position_never_reads_its_own_target_or_anything_later():
     model = tiny(store_per_step=100).train()
     rows = torch.tensor([[5, 6, 7, 8, 9]])
     b = TrainBatch(torch.tensor([4]), rows[:, :-1], rows[:, 1:], torch.tensor([10]))  # window at positions 10..13
-    model.loss(b, CE)
+    learn(model, b)
     entries = [(int(m.tiers["short_term"].items[i]), int(m.tiers["short_term"].upto[i])) for m in memories(model) for i in range(len(m.tiers["short_term"]))]
     assert sorted(entries) == [(6, 11), (7, 12), (8, 13), (9, 14)]  # item and where it sits in user 4's sequence
     context = model.training_context(b)
@@ -78,7 +88,7 @@ def test_a_position_never_reads_its_own_target_or_anything_later():
 def test_without_window_offsets_a_users_own_entries_are_never_read_back_in_training():
     model = tiny(store_per_step=100).train()
     rows = torch.tensor([[5, 6, 7, 8]])
-    model.loss(TrainBatch(torch.tensor([4]), rows[:, :-1], rows[:, 1:]), CE)
+    learn(model, TrainBatch(torch.tensor([4]), rows[:, :-1], rows[:, 1:]))
     x = torch.randn(3, 16)
     for m in memories(model):
         if len(m):
@@ -130,7 +140,7 @@ def test_checkpoint_keeps_the_memories(trained, ml100k, ml100k_split, tmp_path):
 def test_without_memory_nothing_is_stored_or_read():
     model = tiny(use_memory=False).train()
     rows = torch.tensor([[5, 6, 7, 8]])
-    model.loss(TrainBatch(torch.tensor([0]), rows[:, :-1], rows[:, 1:], torch.tensor([0])), CE)
+    learn(model, TrainBatch(torch.tensor([0]), rows[:, :-1], rows[:, 1:], torch.tensor([0])))
     assert model.memory_statistics()["total_memories"] == 0 and model.memory_layers() == []
     with pytest.raises(ConfigError, match="memory_layers must be in 0..num_layers=1"):
         tiny(memory_layers=2)
@@ -174,3 +184,18 @@ def test_few_shot_adapt_keeps_the_last_max_len_transitions():
     assert model.few_shot_adapt(items, user=3)["memories_stored"] == MAX_LEN
     upto = sorted(int(u) for m in memories(model) for u in m.tiers["episodic"].upto)
     assert upto == list(range(5, MAX_LEN + 5))
+
+
+def test_loss_changes_nothing_until_the_memory_step():
+    model = tiny(store_per_step=100).train()
+    rows = torch.tensor([[5, 6, 7, 8, 9]])
+    b = TrainBatch(torch.tensor([4]), rows[:, :-1], rows[:, 1:], torch.tensor([0]))
+    probe = make_eval_batch(np.array([1]), [np.array([5, 6, 7])], np.array([8]), MAX_LEN)
+    before = model.eval().score_all(probe)
+    writes = []
+    model.train().loss(b, CE)
+    model.loss(b, CE, writes)
+    assert model.memory_statistics()["total_memories"] == 0 and writes  # asked, not written
+    assert torch.equal(model.eval().score_all(probe), before)  # (the gates' usage counts, like BatchNorm's, do not score)
+    model.write_memory(writes)
+    assert model.memory_statistics()["total_memories"] == 4

@@ -22,6 +22,14 @@ MAX_LEN = 20
 CE = make_objective("ce")
 
 
+def learn(model, b):
+    """The model's loss on ``b``, then the trainer's memory step (``loss`` itself changes nothing)."""
+    writes = []
+    loss = model.loss(b, CE, writes)
+    model.write_memory(writes)
+    return loss
+
+
 def tiny(num_items=60, **config) -> RAMRec:
     torch.manual_seed(0)
     return RAMRec(num_items, MAX_LEN, RAMRecConfig(**{"hidden_size": 16, "inner_size": 32, "num_layers": 1, "dropout": 0.0, **config}))
@@ -42,8 +50,10 @@ def trained_on(split, num_items, users=200, epochs=1, **config) -> RAMRec:
     for epoch in range(epochs):
         for b in batches.epoch(epoch):
             optimizer.zero_grad()
-            model.loss(b, CE).backward()
+            writes = []
+            model.loss(b, CE, writes).backward()
             optimizer.step()
+            model.write_memory(writes)
     return model.eval()
 
 
@@ -55,7 +65,7 @@ def trained(ml100k, ml100k_split):
 
 def test_memory_is_trained_end_to_end():
     model = tiny().train()
-    model.loss(batch([0, 1], [[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]]), CE).backward()
+    learn(model, batch([0, 1], [[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]])).backward()
     for p in [*model.cross.parameters(), *model.gate.parameters()]:
         assert p.grad is not None and p.grad.abs().sum() > 0
 
@@ -78,7 +88,7 @@ def test_training_output_at_t_ignores_later_items_in_train_mode_too():
 
 def test_training_writes_each_users_own_transitions_to_their_bank():
     model = tiny().train()
-    model.loss(batch([3, 8], [[5, 6, 7, 8], [20, 21, 0, 0]]), CE)
+    learn(model, batch([3, 8], [[5, 6, 7, 8], [20, 21, 0, 0]]))
     assert model.bank.entries(3)["items"].tolist() == [6, 7, 8]  # what followed each prefix, the last target included
     assert model.bank.entries(8)["items"].tolist() == [21]
     assert model.bank.num_users == 2
@@ -152,13 +162,13 @@ def test_without_memory_it_is_sasrec():
     items = torch.tensor([[4, 8, 15, 16, 23]])
     sasrec.eval(), plain.eval()
     assert torch.equal(plain.encode_positions(items), sasrec.encode_positions(items))
-    plain.train().loss(batch([0], [[4, 8, 15]]), CE)
+    learn(plain.train(), batch([0], [[4, 8, 15]]))
     assert plain.bank.num_users == 0
 
 
 def test_public_code_mode_trains_no_fusion_and_pools_one_vector():
     model = tiny(public_code_mode=True)
-    model.train().loss(batch([0], [[5, 6, 7, 8, 9]]), CE).backward()
+    learn(model.train(), batch([0], [[5, 6, 7, 8, 9]])).backward()
     assert all(p.grad is None and not p.requires_grad for p in [*model.cross.parameters(), *model.gate.parameters()])
     assert model.bank.entries(0)["items"].tolist() == [6, 7, 8, 9]  # banks are still written
     items = torch.tensor([[5, 6, 7, 8]])
@@ -225,3 +235,14 @@ def test_neighbours_off_builds_nothing(trained, ml100k_split):
     model = copy.deepcopy(trained)
     assert build_neighbours(model, ml100k_split, MAX_LEN, NeighbourConfig(enabled=False), log=lambda *_: None) == {}
     assert len(model.neighbours) == 0
+
+
+def test_loss_changes_nothing_until_the_memory_step():
+    model = tiny().train()
+    b = batch([3], [[5, 6, 7, 8]])
+    writes = []
+    model.loss(b, CE)
+    model.loss(b, CE, writes)
+    assert model.bank.num_users == 0 and len(writes) == 1  # asked, not written
+    model.write_memory(writes)
+    assert model.bank.entries(3)["items"].tolist() == [6, 7, 8]

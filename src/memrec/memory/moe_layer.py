@@ -206,14 +206,18 @@ class MemoryEnhancedMoE(nn.Module):
     # --- forward -----------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, use_memory: bool = True, store_experience: bool = False,
-                context: MemoryContext | None = None) -> tuple[torch.Tensor, dict]:
-        """x (..., d_in) -> output (..., d_out) and info (see the module docstring for what changes memory)."""
+                context: MemoryContext | None = None, writes: list | None = None) -> tuple[torch.Tensor, dict]:
+        """x (..., d_in) -> output (..., d_out) and info (see the module docstring for what changes memory).
+        With ``store_experience`` and a ``writes`` list, the memory changes (access counts, stored rows,
+        maintenance) are appended to ``writes`` as one callable instead of applied: the call itself
+        then changes nothing (a trainer applies them after its optimizer step)."""
         lead = self._check_input(x).shape[:-1]
         flat = x.reshape(-1, self.input_dim)  # (N, d_in)
         ctx = context or MemoryContext()
         weights, probs = self.gate(flat)  # (N, E) x 2
         out = flat.new_zeros(len(flat), self.output_dim)
         retrieved = [0] * self.num_experts
+        accessed = []  # (expert, recall) pairs whose access statistics a storing call records
         for e, expert in enumerate(self.experts):
             rows = (weights[:, e] > 0).nonzero().flatten()
             if not len(rows):
@@ -222,10 +226,15 @@ class MemoryEnhancedMoE(nn.Module):
             if use_memory and len(expert.memory):
                 recall = expert.memory.retrieve(xe.detach(), owners=ctx.rows("owners", rows), positions=ctx.rows("positions", rows))
                 retrieved[e] = recall.count
-                if store_experience:
-                    expert.memory.record_access(recall)
+                accessed.append((expert, recall))
             out = out.index_add(0, rows, weights[rows, e, None] * expert(xe, recall, ctx.value_table))
-        stored = self._store_rows(flat, out, weights, ctx) if store_experience else 0
+        stored = 0
+        if store_experience:
+            write = self._experience_write(flat, out, weights, ctx, accessed)
+            if writes is None:
+                stored = write()
+            else:
+                writes.append(write)
         top1 = F.one_hot(weights.argmax(-1), self.num_experts).float().mean(0)
         info = {
             "total_memories_retrieved": sum(retrieved),
@@ -238,22 +247,31 @@ class MemoryEnhancedMoE(nn.Module):
         return out.reshape(*lead, self.output_dim), info
 
     @torch.no_grad()
-    def _store_rows(self, x, out, weights, ctx: MemoryContext) -> int:
-        """Each (selected) row into the short-term memory of its top expert; then interval maintenance."""
-        importance, top = weights.max(-1)  # (N,)
+    def _experience_write(self, x, out, weights, ctx: MemoryContext, accessed: list):
+        """What a storing call changes, as a callable returning the rows stored: the access statistics
+        of its recalls, each (selected) row into the short-term memory of its top expert, then interval
+        maintenance. Values are taken now (a stored copy of the item table as it is at this call)."""
+        importance, top = weights.detach().max(-1)  # (N,)
         keep = torch.ones(len(x), dtype=torch.bool) if ctx.store is None else ctx.store.reshape(-1).bool()
         values = out.detach()
         if ctx.items is not None and ctx.value_table is not None:  # stored copy; reads use the live table
             items = ctx.items.reshape(-1)
             values = torch.where((items >= 0)[:, None], ctx.value_table.detach()[items.clamp(min=0)], values)
-        stored = 0
-        for e, expert in enumerate(self.experts):
-            rows = ((top == e) & keep).nonzero().flatten()
-            if len(rows):
-                stored += expert.memory.store(x[rows], values[rows], importance[rows], "short_term", ctx.rows("items", rows),
-                                              ctx.rows("owners", rows), ctx.rows("upto", rows))
-        self._step()
-        return stored
+        x = x.detach()
+
+        def write() -> int:
+            for expert, recall in accessed:
+                expert.memory.record_access(recall)
+            stored = 0
+            for e, expert in enumerate(self.experts):
+                rows = ((top == e) & keep).nonzero().flatten()
+                if len(rows):
+                    stored += expert.memory.store(x[rows], values[rows], importance[rows], "short_term", ctx.rows("items", rows),
+                                                  ctx.rows("owners", rows), ctx.rows("upto", rows))
+            self._step()
+            return stored
+
+        return write
 
     def _step(self) -> None:
         self.steps += 1

@@ -83,9 +83,9 @@ class MoEBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x, use_memory=False, store=False, context=None):  # (B, L, d) -> (B, L, d), info
+    def forward(self, x, use_memory=False, store=False, context=None, writes=None):  # (B, L, d) -> (B, L, d), info
         x = self.norm1(x + self.dropout(self.attn(x)))
-        y, info = self.moe(x, use_memory=use_memory, store_experience=store, context=context)
+        y, info = self.moe(x, use_memory=use_memory, store_experience=store, context=context, writes=writes)
         return self.norm2(x + self.dropout(y)), info
 
     def forward_at(self, x, last, use_memory=False, context=None):  # (B, L, d), (B,) -> (B, d), info
@@ -102,8 +102,12 @@ class MemoryMoERec(SASRec):
         >>> cfg = MemoryMoEConfig(hidden_size=16, inner_size=32, num_layers=1, num_experts=2, dropout=0.0)
         >>> model = MemoryMoERec(num_items=30, max_len=8, config=cfg)
         >>> batch = TrainBatch(torch.tensor([0, 1]), torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([[2, 3, 4], [5, 6, 0]]))
-        >>> loss = model.train().loss(batch, lambda h, t, items: torch.nn.functional.cross_entropy(h @ items.T, t))
-        >>> model.memory_statistics()["total_memories"]  # the five transitions, stored after reading
+        >>> writes = []
+        >>> loss = model.train().loss(batch, lambda h, t, items: torch.nn.functional.cross_entropy(h @ items.T, t), writes)
+        >>> model.memory_statistics()["total_memories"]  # loss changes nothing
+        0
+        >>> model.write_memory(writes)  # the trainer's memory step: the five transitions are stored
+        >>> model.memory_statistics()["total_memories"]
         5
         >>> model.eval().encode(torch.tensor([[1, 2, 0]]), torch.tensor([2])).shape
         torch.Size([1, 16])
@@ -132,12 +136,13 @@ class MemoryMoERec(SASRec):
     def _reads_memory(self, layer: int) -> bool:
         return self.config.use_memory and layer >= len(self.blocks) - self.config.memory_layers
 
-    def _run(self, x, context=None, store=False):
-        """Every block over every position: (B, L, d) -> (B, L, d), summed balance loss."""
+    def _run(self, x, context=None, store=False, writes=None):
+        """Every block over every position: (B, L, d) -> (B, L, d), summed balance loss; with ``store``,
+        the memory writes go to ``writes``."""
         balance = x.new_zeros(())
         for n, block in enumerate(self.blocks):
             memory = self._reads_memory(n)
-            x, info = block(x, memory, store and memory, context if memory else None)
+            x, info = block(x, memory, store and memory, context if memory else None, writes)
             balance = balance + info["balance_loss"]
         return x, balance
 
@@ -168,11 +173,13 @@ class MemoryMoERec(SASRec):
         return MemoryContext(owners=owners.reshape(-1), positions=positions.reshape(-1), upto=upto.reshape(-1),
                              items=batch.targets.reshape(-1), store=store, value_table=self.item_emb.weight)
 
-    def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
-        """Next-item loss through the memories plus the gates' balance loss; in training mode also stores."""
+    def loss(self, batch: TrainBatch, objective, writes: list | None = None) -> torch.Tensor:
+        """Next-item loss through the memories plus the gates' balance loss; in training mode, with
+        ``writes``, it also asks to store transitions (applied by :meth:`write_memory`)."""
         self.check_items(batch.inputs)
         context = self.training_context(batch)
-        hidden, balance = self._run(self.embed(batch.inputs), context, store=self.training and self.config.store_per_step > 0)
+        store = writes is not None and self.training and self.config.store_per_step > 0
+        hidden, balance = self._run(self.embed(batch.inputs), context, store=store, writes=writes)
         mask = batch.targets > 0
         return objective(hidden[mask], batch.targets[mask], self.item_embeddings()) + self.config.balance_weight * balance
 

@@ -218,8 +218,9 @@ class RAMRec(SASRec):
         user, window = self.last_states(batch.history, (batch.lengths - 1).clamp(min=0), batch.users, window=states)
         return user @ self.item_embeddings().T, window
 
-    def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
-        """Next-item loss through the memory; also writes the window's entries into the users' banks."""
+    def loss(self, batch: TrainBatch, objective, writes: list | None = None) -> torch.Tensor:
+        """Next-item loss through the memory; in training, with ``writes``, it also asks for the window's
+        entries to be written into the users' banks (applied by :meth:`write_memory`)."""
         self.check_items(batch.inputs)
         hidden = self.encoder(self.embed(batch.inputs))  # (B, L, d)
         stats = None
@@ -231,16 +232,18 @@ class RAMRec(SASRec):
             fused = hidden
         mask = batch.targets > 0
         loss = objective(fused[mask], batch.targets[mask], self.item_embeddings())
-        if self.config.use_memory and self.training:
-            self._write_bank(batch.users, hidden, batch.targets, stats)
+        if self.config.use_memory and self.training and writes is not None:
+            writes.append(self._bank_write(batch.users, hidden, batch.targets, stats))
         return loss
 
-    def _write_bank(self, users, hidden, targets, stats) -> None:
-        """Entry j of each row = (h_j, target_j): the prefix through j and the item that followed."""
+    def _bank_write(self, users, hidden, targets, stats):
+        """The bank write of a batch, to apply later: entry j of each row = (h_j, target_j), the prefix
+        through j and the item that followed."""
         hits = credit = None
         if stats is not None:  # the last position's entry was not retrievable inside the window
             hits, credit = (F.pad(s.detach(), (0, 1)) for s in stats)
-        self.bank.write(users, hidden.detach(), targets, hits, credit)
+        hidden = hidden.detach()
+        return lambda: self.bank.write(users, hidden, targets, hits, credit)
 
     @torch.no_grad()
     def update_memory(self, users: torch.Tensor, sequences: list[np.ndarray]) -> None:

@@ -78,7 +78,8 @@ class Trainer:
         losses = []
         bar = tqdm(self.batches.epoch(t.seed * 100_003 + epoch), total=len(self.batches), desc=f"epoch {epoch}", leave=False, disable=None if self.progress is None else not self.progress)
         for batch in bar:
-            loss = self.model.loss(batch, self.objective)
+            writes = []
+            loss = self.model.loss(batch, self.objective, writes)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr or set train.grad_clip")
             self.optimizer.zero_grad(set_to_none=True)
@@ -86,6 +87,7 @@ class Trainer:
             if t.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             self.optimizer.step()
+            self.model.write_memory(writes)  # the explicit memory step: what the batch asked to remember
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         return float(np.mean(losses))
