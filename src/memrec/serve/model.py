@@ -63,9 +63,9 @@ class ServedModel:
         self.name = name
         self.item_ids = list(item_ids)
         self.index = {raw: i for i, raw in enumerate(self.item_ids) if i > 0}  # row 0 is padding
-        if keeps_banks(model) and user_ids is None:
-            raise ValueError(f"model {name!r} keeps per-user banks keyed by training user index: give the data set's user_ids")
-        self.users = {raw: i for i, raw in enumerate(user_ids)} if keeps_banks(model) else {}  # raw user id -> bank key
+        if knows_training_users(model) and user_ids is None:
+            raise ValueError(f"model {name!r} keeps per-user banks or a neighbour memory keyed by training user index: give the data set's user_ids")
+        self.users = {raw: i for i, raw in enumerate(user_ids)} if knows_training_users(model) else {}  # raw user id -> training index
         self.max_len = max_len
         with torch.inference_mode():
             table = model.item_embeddings().detach().clone()  # (N + 1, d), frozen while serving
@@ -77,7 +77,7 @@ class ServedModel:
     @classmethod
     def load(cls, path: str | Path) -> "ServedModel":
         ckpt = load_checkpoint(path)  # weights_only: no arbitrary objects unpickled
-        users = training_users(ckpt) if keeps_banks(ckpt.model) else None
+        users = training_users(ckpt) if knows_training_users(ckpt.model) else None
         return cls(ckpt.model, ckpt.item_ids, ckpt.model.max_len, ckpt.config.model, users)
 
     @property
@@ -113,7 +113,8 @@ class ServedModel:
     @torch.inference_mode()
     def recommend(self, history: list[Event], memory: UserMemory | None, k: int, user: str | None = None) -> Recommendation:
         """Top ``k`` items over the whole catalogue, the user's history excluded; ``user`` picks the
-        user's training bank for RAMRec (None or an id the data set does not have: no bank)."""
+        user's training bank for RAMRec and spares a training user their own neighbour-memory entries
+        (None or an id the data set does not have: the anonymous path)."""
         seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
         batch = make_eval_batch(np.array([self.users.get(user, -1)]), [seen], np.array([0]), self.max_len)
         routing = None
@@ -142,6 +143,12 @@ def keeps_banks(model) -> bool:
     return isinstance(model, RAMRec) and model.config.use_memory and model.config.bank_at_eval and model.bank.num_slots > 0
 
 
+def knows_training_users(model) -> bool:
+    """Whether ``model`` ranks a user of its training data differently from an anonymous one: RAMRec
+    reads the user's bank, and a neighbour memory in use never offers users their own training entries."""
+    return keeps_banks(model) or model.neighbours.active
+
+
 def training_users(ckpt: Checkpoint) -> list[str]:
     """The raw user ids of the data set a checkpoint was trained on, by user index (the keys of
     RAMRec's banks): saved in the checkpoint, or, for older checkpoints, read from that data set
@@ -157,7 +164,7 @@ def training_users(ckpt: Checkpoint) -> list[str]:
                 f"which could not be read ({e}); point MEMREC_DATA_DIR at the data") from None
         ckpt.check_dataset(ds)
         users = list(ds.user_ids)
-    if (ckpt.model.bank.slot_of_user[len(users):] >= 0).any():
+    if keeps_banks(ckpt.model) and (ckpt.model.bank.slot_of_user[len(users):] >= 0).any():
         raise CheckpointError(f"the checkpoint has banks for user indices beyond its {len(users)} training users")
     return users
 

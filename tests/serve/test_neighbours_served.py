@@ -1,0 +1,63 @@
+"""A neighbour memory in use is served for any model (here SASRec): a user of the training data is
+never offered their own training entries, online as offline, and an anonymous user may be."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from memrec.config import NeighbourConfig, RunConfig
+from memrec.data import load_dataset, split_dataset
+from memrec.data.batching import make_eval_batch
+from memrec.memory.neighbours import build_neighbours
+from memrec.models import build_model
+from memrec.serve.app import ServeConfig, create_app
+from memrec.serve.testing import TINY
+from memrec.train.checkpoint import load_checkpoint, save_checkpoint
+
+K = 20
+MAX_LEN = 8
+USERS = [f"user{n}" for n in range(12)]
+
+
+@pytest.fixture(scope="module")
+def sasrec_with_neighbours(tmp_path_factory):
+    """An untrained SASRec over a small JSON data set, with a neighbour memory of every training position in use."""
+    folder = tmp_path_factory.mktemp("neighbours")
+    rng = np.random.default_rng(3)
+    raw = {user: [f"m{i}" for i in rng.permutation(30)[:15]] for user in USERS}
+    (folder / "data.json").write_text(json.dumps(raw))
+    config = RunConfig.from_dict({"model": "sasrec", "data": {"dataset": str(folder / "data.json"), "max_len": MAX_LEN},
+                                  "model_config": TINY["sasrec"]})
+    ds = load_dataset(config.data)
+    torch.manual_seed(0)
+    model = build_model("sasrec", ds.num_items, MAX_LEN, config.model_config).eval()
+    build_neighbours(model, split_dataset(ds), MAX_LEN, NeighbourConfig(enabled=True), log=lambda *_: None)
+    model.neighbours.set(k=8, temperature=0.3, weight=0.5)  # in use, whatever validation chose
+    save_checkpoint(folder / "sasrec.pt", model, config, ds)
+    return folder / "sasrec.pt", raw, ds
+
+
+def offline(checkpoint, history: list[str], user: int) -> list[tuple[str, float]]:
+    ckpt = load_checkpoint(checkpoint)
+    index = {raw: i for i, raw in enumerate(ckpt.item_ids)}
+    seen = np.array([index[i] for i in history], dtype=np.int64)
+    items, scores = ckpt.model.recommend(make_eval_batch(np.array([user]), [seen], np.array([0]), MAX_LEN), k=K)
+    return [(ckpt.item_ids[i], round(s, 6)) for i, s in zip(items[0].tolist(), scores[0].tolist())]
+
+
+def test_a_training_user_is_served_without_their_own_entries(sasrec_with_neighbours, tmp_path):
+    checkpoint, raw, ds = sasrec_with_neighbours
+    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))), base_url="http://localhost")
+    history = raw["user3"][:6]
+    events = [{"user": "user3", "item": item, "timestamp": float(n)} for n, item in enumerate(history)]
+    assert client.post("/events", json={"events": events}).status_code == 200
+    got = [(r["item"], r["score"]) for r in client.get("/recommend", params={"user": "user3", "k": K}).json()["items"]]
+    expected = offline(checkpoint, history, ds.user_index("user3"))
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=2e-6)
+    anonymous = offline(checkpoint, history, -1)
+    assert got != anonymous, "excluding the user's own entries changed nothing: the test could not see it missing"
