@@ -105,6 +105,26 @@ class SequentialRecommender(nn.Module):
         mask = batch.targets > 0
         return objective(hidden[mask], batch.targets[mask], self.item_embeddings())  # (T, d), (T,)
 
+    # -- served state: what the model keeps per user between requests, and how an event updates it ----
+    def user_memory_cell(self):
+        """The per-user memory this model keeps between requests (a
+        :class:`~memrec.memory.user_memory.MemoryCell`: one vector per user, updated by each event
+        under its trigger and kept in the store), or None: the base model keeps none."""
+        return None
+
+    def ranks_training_users_apart(self) -> bool:
+        """Whether a user of the training data is ranked differently from an anonymous user with the
+        same history: a neighbour memory in use never offers users their own training entries."""
+        return self.neighbours.active
+
+    def check_training_users(self, count: int) -> None:
+        """Refuse per-user state keyed beyond ``count`` training users (ValueError); the base keeps none."""
+
+    def serve_scores(self, batch: EvalBatch, memory: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float] | None]:
+        """Scores (B, N + 1) for serving, given each row's stored per-user memory (B, D) when the model
+        keeps one, and what the model exposes about its answer (e.g. routing weights by expert) or None."""
+        return self.score_all(batch), None
+
     def write_memory(self, writes: list) -> None:
         """Apply the memory writes :meth:`loss` collected, in order (the trainer's explicit memory step)."""
         for write in writes:

@@ -245,6 +245,17 @@ class RAMRec(SASRec):
         hidden = hidden.detach()
         return lambda: self.bank.write(users, hidden, targets, hits, credit)
 
+    def keeps_banks(self) -> bool:
+        """Whether ranking reads per-user banks written in training (memory on, read at evaluation, written)."""
+        return self.config.use_memory and self.config.bank_at_eval and self.bank.num_slots > 0
+
+    def ranks_training_users_apart(self) -> bool:
+        return self.keeps_banks() or super().ranks_training_users_apart()
+
+    def check_training_users(self, count: int) -> None:
+        if (self.bank.slot_of_user[count:] >= 0).any():
+            raise ValueError(f"has banks for user indices beyond its {count} training users")
+
     @torch.no_grad()
     def update_memory(self, users: torch.Tensor, sequences: list[np.ndarray]) -> None:
         """Write the entries of each user's own sequence (its last ``max_len + 1`` items) into the

@@ -31,6 +31,7 @@ from torch import nn
 
 from memrec.data.batching import EvalBatch, TrainBatch
 from memrec.errors import ConfigError
+from memrec.memory.neighbours import seen_mask
 from memrec.memory.user_memory import MemoryCell, MemoryConfig
 from memrec.models.sasrec import SASRec, SASRecConfig
 from memrec.nn import CausalTransformer
@@ -241,6 +242,23 @@ class UR4RecMoE(SASRec):
             at = (counts - 1).clamp(min=0)
             memory = torch.where((counts > 0)[:, None], states[torch.arange(len(at)), at], self.memory.initial.expand(len(at), -1))
         return self.fuse_at(batch.history, last, memory, table)
+
+    def user_memory_cell(self):
+        return self.memory
+
+    def serve_scores(self, batch: EvalBatch, memory: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float] | None]:
+        """Scores from the stored memory (B, D) instead of unrolling the cell over the history (the
+        initial memory when None), mixed with the neighbour memory when it is in use; the routing
+        weights of the first row by expert."""
+        self.check_items(batch.history)
+        if self.memory is not None and memory is None:
+            memory = self.memory.initial.expand(len(batch.history), -1)
+        table = self.item_embeddings()
+        fused, weights = self.fuse_at(batch.history, (batch.lengths - 1).clamp(min=0), memory, table)  # (B, d), (B, E)
+        scores = fused @ table.T
+        if self.neighbours.active:
+            scores = self.neighbours.mix(scores, seen_mask(batch, scores.size(1)), fused, batch.users)
+        return scores, {name: round(float(w), 6) for name, w in zip(self.experts, weights[0].tolist())}
 
     @torch.no_grad()
     def memory_version(self) -> str:

@@ -1,20 +1,21 @@
 """A checkpoint, ready to serve: raw item ids, frozen item vectors, memory updates and top-k.
 
-Every model in :data:`memrec.models.MODELS` is served the same way: the user's history (raw item
-ids, from the event log) is mapped to the checkpoint's item indices and scored over the whole
-catalogue, history excluded. A model with a per-user memory (UR4Rec-MoE with ``use_memory``) also
-folds each event into the user's memory (:meth:`ServedModel.observe`, the same
-:meth:`~memrec.memory.user_memory.MemoryCell.observe` the model was trained to match) and reads the
-stored memory when it recommends, instead of unrolling the cell over the history on each request.
+Every model in :data:`memrec.models.MODELS` is served the same way, through the served-state
+protocol of :class:`~memrec.models.SequentialRecommender` (this module imports no model class):
 
-What the service knows of a user is its log, plus, for RAMRec, the user's episodic bank from
-training. Banks are keyed by the training data set's user index, so a RAMRec checkpoint with banks
-is served with its data set's user ids (:func:`training_users`): a user id of the data set reads its
-own bank, any other user id reads none (user index -1, the cold path), whatever its spelling. The
-banks are read-only while serving: new events reach RAMRec through the window of the last
-``max_len`` items, as in offline evaluation, and are never written into a bank (a bank lives in the
-process, not in the store: writing it would be lost on a restart and differ between processes).
-Models without per-user state serve every user as anonymous.
+- the user's history (raw item ids, from the event log) is mapped to the checkpoint's item indices
+  and scored over the whole catalogue, history excluded (``model.serve_scores``);
+- a model that keeps a per-user memory (``model.user_memory_cell()``, UR4Rec-MoE's GRU memory) folds
+  each event into the user's memory (:meth:`ServedModel.observe`, the same
+  :meth:`~memrec.memory.user_memory.MemoryCell.observe` the model was trained to match), kept in the
+  store, and reads the stored memory when it recommends;
+- a model that ranks a user of its training data apart from an anonymous one
+  (``model.ranks_training_users_apart()``: RAMRec's training banks, a neighbour memory in use) is
+  served with its data set's user ids (:func:`training_users`): a user id of the data set is that
+  user, any other id is anonymous (user index -1), whatever its spelling.
+
+RAMRec's banks and the neighbour memory are read-only while serving: new events reach them through
+the window of the last ``max_len`` items, as in offline evaluation.
 """
 from __future__ import annotations
 
@@ -28,8 +29,6 @@ from memrec.data import load_dataset
 from memrec.data.batching import make_eval_batch
 from memrec.errors import MemrecError
 from memrec.memory.user_memory import UserMemory
-from memrec.models.ramrec import RAMRec
-from memrec.models.ur4rec_moe import UR4RecMoE
 from memrec.store.events import Event
 from memrec.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
@@ -63,21 +62,21 @@ class ServedModel:
         self.name = name
         self.item_ids = list(item_ids)
         self.index = {raw: i for i, raw in enumerate(self.item_ids) if i > 0}  # row 0 is padding
-        if knows_training_users(model) and user_ids is None:
+        if model.ranks_training_users_apart() and user_ids is None:
             raise ValueError(f"model {name!r} keeps per-user banks or a neighbour memory keyed by training user index: give the data set's user_ids")
-        self.users = {raw: i for i, raw in enumerate(user_ids)} if knows_training_users(model) else {}  # raw user id -> training index
+        self.users = {raw: i for i, raw in enumerate(user_ids)} if model.ranks_training_users_apart() else {}  # raw user id -> training index
         self.max_len = max_len
         with torch.inference_mode():
             table = model.item_embeddings().detach().clone()  # (N + 1, d), frozen while serving
         self.table = table
         model.item_embeddings = lambda: table  # the weights never change while serving: compute once
-        self.cell = getattr(model, "memory", None) if isinstance(model, UR4RecMoE) else None
+        self.cell = model.user_memory_cell()  # the per-user memory kept in the store, or None
         self.version = model.memory_version() if self.cell is not None else HISTORY_ONLY
 
     @classmethod
     def load(cls, path: str | Path) -> "ServedModel":
         ckpt = load_checkpoint(path)  # weights_only: no arbitrary objects unpickled
-        users = training_users(ckpt) if knows_training_users(ckpt.model) else None
+        users = training_users(ckpt) if ckpt.model.ranks_training_users_apart() else None
         return cls(ckpt.model, ckpt.item_ids, ckpt.model.max_len, ckpt.config.model, users)
 
     @property
@@ -117,17 +116,8 @@ class ServedModel:
         (None or an id the data set does not have: the anonymous path)."""
         seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
         batch = make_eval_batch(np.array([self.users.get(user, -1)]), [seen], np.array([0]), self.max_len)
-        routing = None
-        if isinstance(self.model, UR4RecMoE):
-            state = None
-            if self.cell is not None:
-                state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None]  # (1, D)
-            last = (batch.lengths - 1).clamp(min=0)
-            fused, weights = self.model.fuse_at(batch.history, last, state)  # (1, d), (1, E)
-            scores = fused @ self.table.T
-            routing = {name: round(float(w), 6) for name, w in zip(self.model.experts, weights[0].tolist())}
-        else:
-            scores = self.model.score_all(batch)  # (1, N + 1)
+        state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None] if self.cell is not None else None  # (1, D)
+        scores, routing = self.model.serve_scores(batch, state)  # (1, N + 1)
         scores = scores[0].clone()
         scores[0] = float("-inf")
         scores[torch.from_numpy(seen)] = float("-inf")
@@ -136,17 +126,6 @@ class ServedModel:
         items = [self.item_ids[i] for i in top.indices[keep].tolist()]
         return Recommendation(items, [round(float(s), 6) for s in top.values[keep].tolist()], routing,
                               memory_stats(memory, self.cell) if self.has_memory else None)
-
-
-def keeps_banks(model) -> bool:
-    """Whether ``model`` ranks with per-user banks written in training (RAMRec with its memory on)."""
-    return isinstance(model, RAMRec) and model.config.use_memory and model.config.bank_at_eval and model.bank.num_slots > 0
-
-
-def knows_training_users(model) -> bool:
-    """Whether ``model`` ranks a user of its training data differently from an anonymous one: RAMRec
-    reads the user's bank, and a neighbour memory in use never offers users their own training entries."""
-    return keeps_banks(model) or model.neighbours.active
 
 
 def training_users(ckpt: Checkpoint) -> list[str]:
@@ -164,8 +143,10 @@ def training_users(ckpt: Checkpoint) -> list[str]:
                 f"which could not be read ({e}); point MEMREC_DATA_DIR at the data") from None
         ckpt.check_dataset(ds)
         users = list(ds.user_ids)
-    if keeps_banks(ckpt.model) and (ckpt.model.bank.slot_of_user[len(users):] >= 0).any():
-        raise CheckpointError(f"the checkpoint has banks for user indices beyond its {len(users)} training users")
+    try:
+        ckpt.model.check_training_users(len(users))
+    except ValueError as e:
+        raise CheckpointError(f"the checkpoint {e}") from None
     return users
 
 
