@@ -64,6 +64,8 @@ def build_run_config(args, extra: list[str]):
     if args.data_dir:
         raw["data"]["data_dir"] = args.data_dir
     config = RunConfig.from_dict(raw)
+    if args.memory:  # the flag wins over the config file; --memory.neighbours.* overrides still apply after it
+        config.memory.neighbours.enabled = args.memory == "neighbours"
     return config.with_overrides(extra)
 
 
@@ -86,6 +88,8 @@ def _load_for_checkpoint(args):
     from memrec.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
+    if args.memory == "off":  # the same weights without the neighbour memory
+        ckpt.model.neighbours.set(k=0, temperature=1.0, weight=0.0)
     data = ckpt.config.data
     if args.dataset:
         data.dataset = args.dataset
@@ -186,11 +190,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
     p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")
     p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
+    p.add_argument("--memory", choices=("neighbours", "off"),
+                   help="neighbours: build the neighbour memory (other users' training positions) after training and use it "
+                        "if its validation gain is above noise; off: none (default: as the config says; frozen RAMRec configs: neighbours)")
     p.add_argument("--output", required=True, help="run folder for metrics.json, checkpoint.pt, curve.png, logs")
 
     for name, help_text in (("evaluate", "full-ranking evaluation of a checkpoint"), ("recommend", "top-k items for a user")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("checkpoint")
+        p.add_argument("--memory", choices=("as-trained", "off"), default="as-trained",
+                       help="off: the same weights without the checkpoint's neighbour memory (default: as-trained)")
         p.add_argument("--dataset", help="override the data set path stored in the checkpoint's config")
         p.add_argument("--data-dir")
         p.add_argument("--json", help="write the results as JSON" if name == "evaluate" else argparse.SUPPRESS,
