@@ -167,7 +167,8 @@ def cmd_serve(args, extra) -> None:
         raise MemrecError(f"memrec serve needs the serve extra ({exc.name} is missing): pip install 'memrec[serve]'") from None
     token = args.token or os.environ.get("MEMREC_SERVE_TOKEN") or None
     config = ServeConfig(checkpoint=args.checkpoint, store=args.store, token=token, reset_memories=args.reset_memories,
-                         max_body_bytes=args.max_body_bytes, worker_threads=args.worker_threads)
+                         max_body_bytes=args.max_body_bytes, worker_threads=args.worker_threads, host=args.host,
+                         allowed_hosts=tuple(h for hosts in args.allowed_hosts for h in hosts.split(",") if h))
     app = create_app(config)  # loads the model and opens the store first: a version mismatch stops here
     freeze_startup_objects()
     print(f"memrec serve: {app.state.served.name} on http://{args.host}:{args.port} (store {app.state.store!r})", file=sys.stderr, flush=True)
@@ -220,7 +221,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default="memrec-state.db", help="state store: SQLite path (default memrec-state.db), redis://..., postgresql://...")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", help="bearer token for writes and admin endpoints (else $MEMREC_SERVE_TOKEN; none: open)")
+    p.add_argument("--allowed-hosts", action="append", default=[], metavar="HOST[,HOST...]",
+                   help="more names requests may carry in their Host header, besides --host, localhost, 127.0.0.1 and [::1] "
+                        "(*.example.com; * for any); others are refused, against DNS rebinding")
+    p.add_argument("--token", help="bearer token for every endpoint but /health, /metrics and the API docs "
+                                   "(else $MEMREC_SERVE_TOKEN; none: open, with a warning)")
     p.add_argument("--reset-memories", action="store_true", help="forget memories written by another model (event logs are kept)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
     p.add_argument("--worker-threads", type=int, default=256,

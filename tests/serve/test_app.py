@@ -18,7 +18,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def client_for(checkpoint, store, **options) -> TestClient:
-    return TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(store), token=TOKEN, **options)))
+    return TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(store), token=TOKEN, **options)), base_url="http://localhost")
 
 
 def events(user, items, start=0, keys=True):
@@ -32,13 +32,13 @@ def test_every_model_records_events_and_recommends_without_the_history(name, che
     reply = client.post("/events", json=events("u1", ["i1", "i2", "i3", "i4"]), headers=AUTH)
     assert reply.status_code == 200, reply.text
     assert reply.json()["accepted"] == 4 and reply.json()["duplicates"] == 0
-    rec = client.get("/recommend", params={"user": "u1", "k": 56}).json()
+    rec = client.get("/recommend", params={"user": "u1", "k": 56}, headers=AUTH).json()
     assert rec["known"] and rec["history_length"] == 4 and rec["model"] == name
     items = [r["item"] for r in rec["items"]]
     assert len(items) == 56 and not {"i1", "i2", "i3", "i4"} & set(items)  # the whole rest of the catalogue
     scores = [r["score"] for r in rec["items"]]
     assert scores == sorted(scores, reverse=True)
-    cold = client.get("/recommend", params={"user": "never-seen", "k": 10})
+    cold = client.get("/recommend", params={"user": "never-seen", "k": 10}, headers=AUTH)
     assert cold.status_code == 200 and not cold.json()["known"] and len(cold.json()["items"]) == 10
     if name == "ur4rec-moe":  # memory stats and routing weights; the trigger fired on the 3rd event
         assert rec["memory"]["interaction_count"] == 4 and rec["memory"]["updates"] == 1
@@ -65,7 +65,7 @@ def test_a_repeated_idempotency_key_is_applied_once(checkpoints, tmp_path):
     assert client.post("/events", json=batch, headers=AUTH).json()["accepted"] == 2
     again = client.post("/events", json=batch, headers=AUTH).json()
     assert again["accepted"] == 0 and again["duplicates"] == 2
-    same_key_twice = {"events": [{"user": "u", "item": "i5", "timestamp": 9, "key": "x"}, {"user": "u", "item": "i6", "timestamp": 9, "key": "x"}]}
+    same_key_twice = {"events": [{"user": "u", "item": "i5", "timestamp": 9, "key": "x"}, {"user": "u", "item": "i5", "timestamp": 9, "key": "x"}]}
     assert [e["applied"] for e in client.post("/events", json=same_key_twice, headers=AUTH).json()["events"]] == [True, False]
     other_user = {"user": "v", "item": "i1", "timestamp": 0, "key": "u-0"}  # keys are per user
     assert client.post("/events", json=other_user, headers=AUTH).json()["accepted"] == 1
@@ -78,14 +78,14 @@ def test_bad_input_gets_a_clear_4xx_and_records_nothing(checkpoints, tmp_path):
     unknown = client.post("/events", json={"events": [{"user": "u", "item": "i1", "timestamp": 1}, {"user": "u", "item": "nope", "timestamp": 2}]}, headers=AUTH)
     assert unknown.status_code == 422 and "unknown item id(s) 'nope'" in unknown.json()["detail"] and "nothing was recorded" in unknown.json()["detail"]
     assert client.get("/users/u", headers=AUTH).json()["history_length"] == 0
-    for body in ({"user": "u", "item": "i1"}, {"user": "", "item": "i1", "timestamp": 1}, {"user": "u", "item": "i1", "timestamp": 1, "extra": 1},
+    for body in ({"user": "u", "timestamp": 1}, {"user": "", "item": "i1", "timestamp": 1}, {"user": "u", "item": "i1", "timestamp": 1, "extra": 1},
                  {"events": []}, {"user": "u", "item": "i1", "timestamp": "soon"}, {"user": "u", "item": "i1", "timestamp": False},
                  {"user": "a\x00b", "item": "i1", "timestamp": 1}, {"events": [{"user": "u", "item": "i1", "timestamp": 1, "key": "\x00"}]}):
         assert client.post("/events", json=body, headers=AUTH).status_code == 422, body
     one = client.post("/events", json={"user": "u", "item": "i1", "timestamp": "soon"}, headers=AUTH).json()["detail"]
     assert [(d["loc"], d["type"]) for d in one] == [(["body", "event", "timestamp"], "float_type")]  # the single-event form only
-    batch = client.post("/events", json={"events": [{"user": "u", "item": "i1"}]}, headers=AUTH).json()["detail"]
-    assert [(d["loc"], d["type"]) for d in batch] == [(["body", "batch", "events", 0, "timestamp"], "missing")]
+    batch = client.post("/events", json={"events": [{"user": "u", "timestamp": 1}]}, headers=AUTH).json()["detail"]
+    assert [(d["loc"], d["type"]) for d in batch] == [(["body", "batch", "events", 0, "item"], "missing")]
     nan = client.post("/events", content=b'{"user": "u", "item": "i1", "timestamp": NaN}', headers={**AUTH, "content-type": "application/json"})
     assert nan.status_code == 422
     not_json = client.post("/events", content=b"{not json", headers={**AUTH, "content-type": "application/json"})
@@ -95,7 +95,7 @@ def test_bad_input_gets_a_clear_4xx_and_records_nothing(checkpoints, tmp_path):
     big = client.post("/events", json=events("u", ["i1"] * 100), headers=AUTH)
     assert big.status_code == 413 and "larger than 4096 bytes" in big.json()["detail"]
     for params in ({"user": "u", "k": 0}, {"user": "u", "k": 5000}, {"k": 3}, {"user": ""}, {"user": "a\x00b"}):
-        assert client.get("/recommend", params=params).status_code == 422, params
+        assert client.get("/recommend", params=params, headers=AUTH).status_code == 422, params
     assert client.get("/users/a%00b", headers=AUTH).status_code == 422  # PostgreSQL cannot store NUL: refused everywhere
     assert client.get("/users/u", headers=AUTH).json()["history_length"] == 0
 
@@ -103,11 +103,11 @@ def test_bad_input_gets_a_clear_4xx_and_records_nothing(checkpoints, tmp_path):
 def test_writes_and_admin_endpoints_need_the_token(checkpoints, tmp_path):
     client = client_for(checkpoints["ur4rec-moe"], tmp_path / "state.db")
     event = {"user": "u", "item": "i1", "timestamp": 1}
-    for method, path in (("post", "/events"), ("get", "/users/u"), ("delete", "/users/u/memory"), ("post", "/users/u/memory:update")):
+    for method, path in (("post", "/events"), ("get", "/recommend?user=u"), ("get", "/users/u"), ("delete", "/users/u/memory"),
+                         ("post", "/users/u/memory:update")):
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             reply = client.request(method.upper(), path, json=event if path == "/events" else None, headers=headers)
             assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer", (method, path)
-    assert client.get("/recommend", params={"user": "u"}).status_code == 200  # reads are open
     assert client.get("/health").json()["status"] == "ok"
 
 
@@ -128,7 +128,7 @@ def test_explicit_update_and_reset_of_a_memory(checkpoints, tmp_path):
 def test_metrics_and_openapi(checkpoints, tmp_path):
     client = client_for(checkpoints["ur4rec-moe"], tmp_path / "state.db")
     client.post("/events", json=events("u", ["i1", "i2", "i3"]), headers=AUTH)
-    client.get("/recommend", params={"user": "u"})
+    client.get("/recommend", params={"user": "u"}, headers=AUTH)
     text = client.get("/metrics").text
     assert 'memrec_requests_total{method="GET",route="/recommend",status="200"} 1.0' in text
     assert 'memrec_events_total{result="applied"} 3.0' in text and 'memrec_memory_updates_total{cause="trigger"} 1.0' in text
@@ -146,7 +146,7 @@ def test_memories_of_other_weights_are_refused_at_start_up(checkpoints, tmp_path
     assert main(["serve", str(other), "--store", str(store), "--port", "1"]) == 2  # refused before it binds the port
     assert "memrec serve: error:" in capsys.readouterr().err
     plain = client_for(checkpoints["sasrec"], store)  # a model without memory serves from the logs, memories untouched
-    assert plain.get("/recommend", params={"user": "u"}).json()["history_length"] == 3
+    assert plain.get("/recommend", params={"user": "u"}, headers=AUTH).json()["history_length"] == 3
     restarted = client_for(other, store, reset_memories=True)  # memories forgotten, logs kept
     user = restarted.get("/users/u", headers=AUTH).json()
     assert user["history_length"] == 3 and user["memory"] is None

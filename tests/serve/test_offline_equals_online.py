@@ -54,7 +54,7 @@ def assert_same_ranking(got, expected) -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_answers_online_what_it_ranks_offline(name, checkpoints, tmp_path):
-    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoints[name]), store=str(tmp_path / "state.db"))))
+    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoints[name]), store=str(tmp_path / "state.db"))), base_url="http://localhost")
     history = [f"i{n}" for n in np.random.default_rng(0).permutation(np.arange(1, 61))[:13]]  # longer than max_len
     assert_same_ranking(online(client, "u", history), offline(checkpoints[name], history))
     assert_same_ranking(online(client, "new"), offline(checkpoints[name], []))
@@ -86,7 +86,7 @@ def ramrec(tmp_path_factory):
 
 def test_ramrec_serves_a_known_user_from_their_own_bank(ramrec, tmp_path):
     checkpoint, raw, ds = ramrec
-    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))))
+    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))), base_url="http://localhost")
     bob = ds.user_index("bob")
     before = load_checkpoint(checkpoint).model.bank.state_dict()
     # no events yet: the bank alone (the old history) is what the service knows of bob
@@ -103,7 +103,7 @@ def test_ramrec_serves_a_known_user_from_their_own_bank(ramrec, tmp_path):
 @pytest.mark.parametrize("stranger", ["zed", "0", "1", "3"])  # also ids that look like user indices ("1" is bob's)
 def test_ramrec_serves_a_user_the_data_set_lacks_without_any_bank(stranger, ramrec, tmp_path):
     checkpoint, raw, _ = ramrec
-    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))))
+    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))), base_url="http://localhost")
     cold = online(client, stranger)
     assert_same_ranking(cold, offline(checkpoint, []))
     assert not client.get("/recommend", params={"user": stranger}).json()["known"]
@@ -117,7 +117,7 @@ def test_a_ramrec_checkpoint_carries_its_users_and_an_older_one_needs_its_data_s
     assert ckpt["user_ids"] == list(ds.user_ids)
     ckpt["config"]["data"]["dataset"] = str(tmp_path / "gone.json")
     torch.save(ckpt, moved)  # the data set is gone: the checkpoint's own user ids key the banks
-    client = TestClient(create_app(ServeConfig(checkpoint=str(moved), store=str(tmp_path / "state.db"))))
+    client = TestClient(create_app(ServeConfig(checkpoint=str(moved), store=str(tmp_path / "state.db"))), base_url="http://localhost")
     assert_same_ranking(online(client, "bob"), offline(checkpoint, [], ds.user_index("bob")))
     del ckpt["user_ids"]  # as written before checkpoints carried user ids
     torch.save(ckpt, moved)

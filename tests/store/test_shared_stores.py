@@ -17,7 +17,7 @@ pytest.importorskip("redis", reason="the shared stores need the serve extra: pip
 pytest.importorskip("psycopg", reason="the shared stores need the serve extra: pip install 'memrec[serve]'")
 
 from memrec.memory.user_memory import MemoryCell, MemoryConfig, MemoryVersionError, UserMemory  # noqa: E402
-from memrec.store.events import Event  # noqa: E402
+from memrec.store.events import Event, KeyConflict  # noqa: E402
 from memrec.serve.state import open_state  # noqa: E402
 from memrec.serve.testing import fresh_store_url  # noqa: E402
 from memrec.store import StoreError, open_store  # noqa: E402
@@ -100,9 +100,12 @@ def test_event_log_records_once_per_key_in_one_transaction_with_the_memory(where
             calls.append([e.item for e in new])
             return counting(memory, new)
 
-        assert store.record("u", [Event("1", 1.0, "a"), Event("2", 2.0, "b"), Event("3", 3.0, "a")], apply) == [True, True, False]
-        assert store.record("u", [Event("4", 4.0, "b"), Event("5", 5.0), Event("5", 5.0)], apply) == [False, True, True]
-        assert store.record("u", [Event("6", 6.0, "a")], apply) == [False]  # nothing new: apply not called
+        assert store.record("u", [Event("1", 1.0, "a"), Event("2", 2.0, "b"), Event("1", 1.0, "a")], apply) == [True, True, False]
+        assert store.record("u", [Event("2", 2.0, "b"), Event("5", 5.0), Event("5", 5.0)], apply) == [False, True, True]
+        assert store.record("u", [Event("1", 1.0, "a")], apply) == [False]  # nothing new: apply not called
+        for reused in ([Event("6", 6.0, "a")], [Event("6", 6.0, "c"), Event("1", 9.0, "a")]):  # a key of another event: nothing
+            with pytest.raises(KeyConflict, match="idempotency key 'a' was already used for item '1' at 1.0, not for"):
+                store.record("u", reused, apply)
         assert store.record("v", [Event("7", 7.0, "a")], lambda m, new: None) == [True]  # keys are per user; None: no memory
         assert calls[-2:] == [["1", "2"], ["5", "5"]]
         history, memory = store.snapshot("u")
@@ -125,7 +128,7 @@ def test_versions_are_checked_when_a_store_opens(where):
         assert plain.model_version == "v1" and plain.get("u").interaction_count == 1
     with open_state(where, "v2", reset_memories=True) as store:  # memories forgotten, the event log kept
         assert store.get("u") is None and store.history("u") == [Event("1", 1.0, "a")]
-        assert store.record("u", [Event("2", 2.0, "a")], counting) == [False]
+        assert store.record("u", [Event("1", 1.0, "a")], counting) == [False]
 
 
 def test_open_store_gives_the_shared_back_ends(shared):

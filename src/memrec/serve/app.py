@@ -4,7 +4,7 @@
 ``POST /events``                                 one event or ``{"events": [...]}``: append to each user's log
                                                  and fold into the memory, durable before the reply (token)
 ``GET /recommend?user=U&k=10``                   top-k over the catalogue, history excluded; unknown user:
-                                                 the model's empty-history answer
+                                                 the model's empty-history answer (token)
 ``GET /users/{id}``                              the user's log and memory statistics (token)
 ``DELETE /users/{id}/memory``                    reset the memory to the model's initial one (token)
 ``POST /users/{id}/memory:update``               update the memory now from its pending items (token)
@@ -12,7 +12,11 @@
 ==============================================  ======================================================
 
 Requests only read: every memory update happens on the event path, in the same transaction as the
-event it follows. "(token)": with a token configured, these need ``Authorization: Bearer TOKEN``.
+event it follows. "(token)": with a token configured, these need ``Authorization: Bearer TOKEN``;
+without one they are open to whoever reaches the port (the service logs a warning at start).
+``/health``, ``/metrics``, ``/openapi.json`` and the API pages ``/docs`` and ``/redoc`` (served
+from the fastapi-offline package: they work without internet) are always open. Requests must name
+the bound host, a loopback name or one of ``allowed_hosts`` in their ``Host`` header.
 
 Example::
 
@@ -22,8 +26,11 @@ Example::
 from __future__ import annotations
 
 import hmac
+import logging
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 import anyio.to_thread
 
@@ -31,19 +38,22 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 
 from memrec.errors import ConfigError, MemrecError
-from memrec.store.events import Event
-from memrec.serve.guard import BodyLimitAndMetrics
+from memrec.store.events import Event, KeyConflict, new_events
+from memrec.serve.guard import Guard
 from memrec.serve.metrics import Metrics
 from memrec.serve.model import ServedModel, memory_stats
-from memrec.serve.schemas import (ID, MAX_BATCH, EventBatch, EventsBody, EventsOut, HealthOut, MemoryOut, RecommendOut, Unavailable,
-                                  UserOut, errors)
+from memrec.serve.schemas import (MAX_BATCH, EventBatch, EventsBody, EventsOut, HealthOut, MemoryOut, RecommendOut, Unavailable,
+                                  UserId, UserOut, errors)
 from memrec.serve.state import open_state
 from memrec.store import StoreError
 
-POST_EVENTS_BODY = (f'expected one event {{"user": ..., "item": ..., "timestamp": ..., "key": optional}} '
+POST_EVENTS_BODY = (f'expected one event {{"user": ..., "item": ..., "timestamp": optional, "key": optional}} '
                     f'or {{"events": [up to {MAX_BATCH} of them]}}')
+LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+log = logging.getLogger("memrec.serve")
 
 
 @dataclass
@@ -52,7 +62,9 @@ class ServeConfig:
 
     checkpoint: str
     store: str = "memrec-state.db"  # a SQLite path, sqlite:///..., redis://... or postgresql://...
-    token: str | None = None  # bearer token for writes and admin endpoints; None: open
+    token: str | None = None  # bearer token for every endpoint but /health, /metrics and the API docs; None: open
+    host: str = "127.0.0.1"  # the address it is bound to: requests must name it, a LOOPBACK name or one of allowed_hosts
+    allowed_hosts: tuple[str, ...] = ()  # more names for the Host header; "*.example.com", or "*" for any
     reset_memories: bool = False  # forget memories written by another model (event logs are kept)
     max_body_bytes: int = 1 << 20
     max_k: int = 1000
@@ -64,6 +76,16 @@ class ServeConfig:
     def __post_init__(self):
         if self.worker_threads < 1:
             raise ConfigError(f"worker_threads must be >= 1, got {self.worker_threads}")
+
+    def hosts(self) -> list[str]:
+        """The names the ``Host`` header may carry.
+
+        Example:
+            >>> ServeConfig("m.pt", host="::1", allowed_hosts=("recs.example.com",)).hosts()
+            ['[::1]', 'localhost', '127.0.0.1', 'recs.example.com']
+        """
+        bound = [] if self.host in ("", "0.0.0.0", "::") else [f"[{self.host}]" if ":" in self.host else self.host]
+        return list(dict.fromkeys([*bound, *LOOPBACK, *self.allowed_hosts]))
 
 
 def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAPI:
@@ -77,9 +99,12 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
         metrics.worker_threads.set(config.worker_threads)
         yield
 
-    app = FastAPI(title="memrec", version="1", description=__doc__.split("Example::")[0], lifespan=lifespan)
+    app = FastAPIOffline(title="memrec", version="1", description=__doc__.split("Example::")[0], lifespan=lifespan)
     app.state.served, app.state.store, app.state.metrics = served, store, metrics
-    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(Guard, allowed_hosts=config.hosts(), max_body_bytes=config.max_body_bytes, metrics=metrics)
+    if config.token is None:
+        log.warning("memrec serve: no token: whoever reaches the port can write events, read and reset every user's state; "
+                    "set --token or $MEMREC_SERVE_TOKEN")
 
     def openapi() -> dict:  # real item ids as examples: /docs shows them, and fuzzers send some
         if app.openapi_schema is None:
@@ -89,7 +114,7 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
     app.openapi = openapi
     bearer = HTTPBearer(auto_error=False)
 
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.token.encode()):
             raise HTTPException(401, "this endpoint needs 'Authorization: Bearer <token>' with the service's token",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -103,41 +128,50 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
                    "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": issues}, status_code=422)
 
-    @app.exception_handler(400)  # FastAPI's answer to a body it cannot decode (not UTF-8); memrec raises no 400
+    @app.exception_handler(400)  # FastAPI's answer to a body it cannot decode; memrec raises no 400
     def undecodable(request, exc):
-        return JSONResponse({"detail": f"the request body is not UTF-8 JSON text; {POST_EVENTS_BODY}"}, status_code=400)
+        why = "nested too deeply to read" if isinstance(exc.__cause__, RecursionError) else "not UTF-8 JSON text"
+        return JSONResponse({"detail": f"the request body is {why}; {POST_EVENTS_BODY}"}, status_code=400)
 
     @app.exception_handler(MemrecError)
     def store_unavailable(request, exc: MemrecError):
         return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=503)
 
-    @app.post("/events", dependencies=guarded, response_model=EventsOut, responses=errors(400, *denied, 413, 422, 503))
+    @app.post("/events", dependencies=guarded, response_model=EventsOut, responses=errors(400, *denied, 409, 413, 422, 503))
     def post_events(body: EventsBody) -> dict:
         """Append events to the users' logs and update their memories; replies once it is durable."""
-        incoming = body.events if isinstance(body, EventBatch) else [body]
+        sent, now = body.events if isinstance(body, EventBatch) else [body], time.time()
+        incoming = [Event(e.item, now if e.timestamp is None else e.timestamp, e.key, received=e.timestamp is None) for e in sent]
         unknown = served.unknown_items([e.item for e in incoming])
         if unknown:
             shown = ", ".join(repr(i) for i in sorted(set(unknown))[:10])
             raise HTTPException(422, f"unknown item id(s) {shown}: this model knows the {served.num_items} items of its "
                                      f"checkpoint's catalogue; nothing was recorded")
         by_user: dict[str, list[int]] = {}
-        for n, e in enumerate(incoming):
+        for n, e in enumerate(sent):
             by_user.setdefault(e.user, []).append(n)
-        results = [None] * len(incoming)
-        for user, rows in by_user.items():
-            fired: list[bool] = []
+        results, recorded = [None] * len(incoming), []
+        try:
+            for user, rows in by_user.items() if len(by_user) > 1 else ():  # users are written one by one: check all first
+                new_events([incoming[n] for n in rows], {e.key: e for e in store.history(user) if e.key is not None})
+            for user, rows in by_user.items():
+                fired: list[bool] = []
 
-            def apply(memory, new):
-                if not served.has_memory:
-                    return None
-                memory, fired[:] = served.observe(memory, new)
-                return memory
+                def apply(memory, new):
+                    if not served.has_memory:
+                        return None
+                    memory, fired[:] = served.observe(memory, new)
+                    return memory
 
-            flags = store.record(user, [Event(incoming[n].item, incoming[n].timestamp, incoming[n].key) for n in rows], apply)
-            updates = iter(fired)
-            for n, applied in zip(rows, flags):
-                updated = bool(next(updates, False)) if applied and served.has_memory else False
-                results[n] = {"user": user, "item": incoming[n].item, "applied": applied, "memory_updated": updated}
+                flags = store.record(user, [incoming[n] for n in rows], apply)  # KeyConflict: nothing of this user's
+                recorded.append(user)
+                updates = iter(fired)
+                for n, applied in zip(rows, flags):
+                    updated = bool(next(updates, False)) if applied and served.has_memory else False
+                    results[n] = {"user": user, "item": incoming[n].item, "applied": applied, "memory_updated": updated}
+        except KeyConflict as e:
+            done = f"the events of users {recorded} were recorded before it" if recorded else "nothing was recorded"
+            raise HTTPException(409, f"user {user!r}: {e}; {done}") from None
         applied = sum(r["applied"] for r in results)
         updated = sum(r["memory_updated"] for r in results)
         metrics.events.labels("applied").inc(applied)
@@ -145,8 +179,9 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
         metrics.memory_updates.labels("trigger").inc(updated)
         return {"accepted": applied, "duplicates": len(results) - applied, "memory_updates": updated, "events": results}
 
-    @app.get("/recommend", response_class=JSONResponse, responses={200: {"model": RecommendOut}, **errors(422, 503)})
-    async def recommend(user: str = Query(**ID), k: int = Query(10, ge=1, le=config.max_k)) -> JSONResponse:
+    @app.get("/recommend", dependencies=guarded, response_class=JSONResponse,
+             responses={200: {"model": RecommendOut}, **errors(*denied, 422, 503)})
+    async def recommend(user: Annotated[UserId, Query()], k: int = Query(10, ge=1, le=config.max_k)) -> JSONResponse:
         """Top-k items for a user over the whole catalogue, the user's history excluded.
 
         It runs on the event loop (a read and about a millisecond of model time, no thread hop) and
@@ -161,7 +196,7 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
         })
 
     @app.get("/users/{user_id}", dependencies=guarded, response_model=UserOut, responses=errors(*denied, 422, 503))
-    def get_user(user_id: str = Path(**ID), limit: int = Query(100, ge=0, le=100_000)) -> dict:
+    def get_user(user_id: Annotated[UserId, Path()], limit: int = Query(100, ge=0, le=100_000)) -> dict:
         """The user's most recent events (up to ``limit``) and memory statistics."""
         history, memory = store.snapshot(user_id)
         shown = history[len(history) - limit :] if limit else []
@@ -180,23 +215,26 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
     memory_errors = errors(*denied, 409, 422, 503)
 
     @app.delete("/users/{user_id}/memory", dependencies=guarded, response_model=MemoryOut, responses=memory_errors)
-    def reset_memory(user_id: str = Path(**ID)) -> dict:
+    def reset_memory(user_id: Annotated[UserId, Path()]) -> dict:
         """Start the user's memory over from the model's initial memory (the event log is kept)."""
         return change_memory(user_id, reset=True)
 
     @app.post("/users/{user_id}/memory:update", dependencies=guarded, response_model=MemoryOut, responses=memory_errors)
-    def update_memory(user_id: str = Path(**ID)) -> dict:
+    def update_memory(user_id: Annotated[UserId, Path()]) -> dict:
         """Update the user's memory now from the interactions since its last update (the explicit trigger)."""
         return change_memory(user_id, reset=False)
 
     @app.get("/health", response_class=JSONResponse, responses={200: {"model": HealthOut}, 503: {"model": Unavailable}})
     def health() -> JSONResponse:
+        kind = type(store).__name__  # not where it is: no path or address of the store on an open endpoint
         try:
             store.ping()
         except StoreError as e:
-            return JSONResponse({"status": "unavailable", "detail": str(e)}, status_code=503)
+            log.error("/health: %s", e)
+            return JSONResponse({"status": "unavailable", "detail": f"the {kind} cannot be reached (the service's log says why)"},
+                                status_code=503)
         return JSONResponse({"status": "ok", "model": served.name, "items": served.num_items, "memory_version": served.version,
-                             "store": repr(store)})
+                             "store": kind})
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}})

@@ -1,9 +1,11 @@
 """What the service reads and answers, as pydantic models: they are its OpenAPI contract.
 
-Ids (users, items, idempotency keys) are 1-256 characters without NUL, which PostgreSQL cannot
-store. ``POST /events`` takes one event or ``{"events": [...]}``; a body with an ``events`` field is
-read as a batch, anything else as one event, so a validation error names the fields of the one form
-the client meant. Every error answers ``{"detail": ...}``: a sentence, or for a request that does not
+A user id is 1-128 letters, digits and ``. _ : @ -``, not dots only (:data:`UserId`, the one rule of
+every endpoint: body, query and path), so whatever ``POST /events`` accepts ``/users/{id}`` can name.
+Item ids and idempotency keys are 1-256 characters without NUL, which PostgreSQL cannot store; the
+catalogue decides which items exist. ``POST /events`` takes one event or ``{"events": [...]}``; a
+body with an ``events`` field is read as a batch, anything else as one event, so a validation error
+names the fields of the one form the client meant. Every error answers ``{"detail": ...}``: a sentence, or for a request that does not
 fit the schema the list of what is wrong (field, message, error type), without the offending input.
 
 Example:
@@ -11,24 +13,48 @@ Example:
     'i1'
     >>> len(EventsIn.validate_python({"events": [{"user": "u", "item": "i1", "timestamp": 1}]}).events)
     1
+    >>> EventsIn.validate_python({"user": "A1SWWHE1L3XR3V", "item": "i1"}).timestamp is None  # the service's receive time
+    True
+    >>> user_id("a/b")
+    Traceback (most recent call last):
+    ...
+    ValueError: a user id is 1-128 letters, digits and . _ : @ - (not dots only, so that a URL path can name it)
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, WithJsonSchema
 
-ID = dict(min_length=1, max_length=256, pattern=r"^[^\x00]*$")  # user and item ids
+ID = dict(min_length=1, max_length=256, pattern=r"^[^\x00]*$")  # item ids and idempotency keys
+USER_PATTERN = r"^[A-Za-z0-9._:@-]*[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*$"  # '.' and '..' are no path segment
+
+
+def user_id(text: str) -> str:
+    """``text`` if it is a valid user id (see the module's docstring), else ValueError saying why."""
+    if not 1 <= len(text) <= 128 or not re.fullmatch(USER_PATTERN, text):
+        raise ValueError("a user id is 1-128 letters, digits and . _ : @ - (not dots only, so that a URL path can name it)")
+    return text
+
+
+# The user id of every endpoint: body field, query and path parameter (Annotated[UserId, Query()]).
+UserId = Annotated[str, AfterValidator(user_id), WithJsonSchema({
+    "type": "string", "minLength": 1, "maxLength": 128, "pattern": USER_PATTERN, "examples": ["196", "A1SWWHE1L3XR3V"],
+    "description": "a user id: 1-128 letters, digits and . _ : @ -, not dots only"})]
 MAX_BATCH = 1000  # events per POST /events
 
 
 # ----------------------------------------------------------------------------- requests
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: str = Field(**ID, description="the user's id")
+    user: UserId
     item: str = Field(**ID, description="a raw item id of the checkpoint's catalogue")
-    timestamp: float = Field(strict=True, allow_inf_nan=False, description="when it happened, in the data's units (e.g. Unix seconds)")
-    key: str | None = Field(None, min_length=1, max_length=128, pattern=ID["pattern"], description="idempotency key, unique per user")
+    timestamp: float | None = Field(None, strict=True, allow_inf_nan=False,
+                                    description="when it happened, in the data's units (e.g. Unix seconds); "
+                                                "omitted: the time the service received it, in Unix seconds")
+    key: str | None = Field(None, min_length=1, max_length=128, pattern=ID["pattern"], description="idempotency key, unique per user: sent again with the same item and timestamp, the event is "
+                                 "not applied again (applied: false); with another item or timestamp, 409")
 
 
 class EventBatch(BaseModel):
@@ -108,7 +134,7 @@ class HealthOut(BaseModel):
     model: str
     items: int
     memory_version: str
-    store: str
+    store: str = Field(description="the kind of store (SQLiteStateStore, RedisStore, PostgresStore), not where it is")
 
 
 class Unavailable(BaseModel):
@@ -126,9 +152,10 @@ class Problem(BaseModel):
     detail: str | list[Issue]
 
 
-WHY = {400: "the request body is not UTF-8 JSON text", 401: "the bearer token is missing or wrong",
-       409: "the model keeps no per-user memory", 413: "the request body is too large",
-       422: "the request does not fit the schema, or names an unknown item", 503: "the store cannot be reached"}
+WHY = {400: "the request body is not UTF-8 JSON text, or JSON nested too deeply", 401: "the bearer token is missing or wrong",
+       409: "events: an idempotency key already recorded for another event; memory: the model keeps no per-user memory",
+       413: "the request body is too large", 422: "the request does not fit the schema, or names an unknown item",
+       503: "the store cannot be reached"}
 
 
 def errors(*codes: int) -> dict:

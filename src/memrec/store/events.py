@@ -6,16 +6,20 @@ already holds, appends the rest, calls ``apply(memory, new_events)`` and writes 
 or nothing, durable when it returns. The SQLite (:mod:`memrec.store.sqlite_events`), Redis
 (:mod:`memrec.store.redis`) and PostgreSQL (:mod:`memrec.store.postgres`) stores implement it.
 
-Idempotency keys are unique **per user**: a retried event (same user, same key) is applied once.
-Events are kept in arrival order; their timestamps are the client's, stored as given.
+Idempotency keys are unique **per user**: a retried event (same user, same key, same item and
+timestamp) is applied once; a key sent again with another item or timestamp is a
+:class:`KeyConflict`, and the call records nothing. Events are kept in arrival order; their
+timestamps are the client's, stored as given (or, ``received=True``, the service's receive time,
+which a retry of the same key does not have to match).
 """
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+from memrec.errors import MemrecError
 from memrec.memory.user_memory import UserMemory
 
 # apply(memory or None, the events that are new) -> the memory to write, or None to leave it as is.
@@ -36,6 +40,7 @@ class Event:
     item: str
     timestamp: float
     key: str | None = None
+    received: bool = field(default=False, compare=False, repr=False)  # the timestamp is the service's, not stored as such
 
     def __post_init__(self):
         if not isinstance(self.item, str) or not self.item:
@@ -53,23 +58,39 @@ class Event:
         return cls(str(d["item"]), float(d["timestamp"]), d.get("key"))
 
 
-def new_events(events: list[Event], known_keys: set[str]) -> tuple[list[Event], list[bool]]:
-    """The events to append (keys neither known nor repeated earlier in ``events``) and, for each
-    input event, whether it is new.
+class KeyConflict(MemrecError, ValueError):
+    """An idempotency key already recorded (or sent earlier in the same call) for another event."""
+
+    def __init__(self, stored: Event, sent: Event):
+        self.stored, self.sent = stored, sent
+        super().__init__(f"idempotency key {sent.key!r} was already used for item {stored.item!r} at {float(stored.timestamp)}, "
+                         f"not for item {sent.item!r} at {float(sent.timestamp)}")
+
+
+def new_events(events: list[Event], known: dict[str, Event]) -> tuple[list[Event], list[bool]]:
+    """The events to append (keys neither in ``known``, the user's recorded events by key, nor
+    repeated earlier in ``events``) and, for each input event, whether it is new. A repeated key
+    with another item or timestamp raises :class:`KeyConflict`.
 
     Example:
-        >>> new, flags = new_events([Event("a", 1, "k1"), Event("b", 2, "k1"), Event("c", 3)], {"k0"})
+        >>> new, flags = new_events([Event("a", 1, "k1"), Event("a", 1, "k1"), Event("c", 3)], {"k0": Event("b", 0, "k0")})
         >>> [e.item for e in new], flags
         (['a', 'c'], [True, False, True])
+        >>> new_events([Event("b", 5, "k0")], {"k0": Event("b", 0, "k0")})
+        Traceback (most recent call last):
+        ...
+        memrec.store.events.KeyConflict: idempotency key 'k0' was already used for item 'b' at 0.0, not for item 'b' at 5.0
     """
-    seen = set(known_keys)
+    seen = dict(known)
     new, flags = [], []
     for e in events:
-        fresh = e.key is None or e.key not in seen
+        before = seen.get(e.key) if e.key is not None else None
+        if before is not None and (before.item != e.item or (before.timestamp != e.timestamp and not e.received)):
+            raise KeyConflict(before, e)
         if e.key is not None:
-            seen.add(e.key)
-        flags.append(fresh)
-        if fresh:
+            seen.setdefault(e.key, e)
+        flags.append(before is None)
+        if before is None:
             new.append(e)
     return new, flags
 

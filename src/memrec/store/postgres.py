@@ -193,10 +193,10 @@ class PostgresStore(MemoryStore, EventLog):
     def record(self, user: str, events: list[Event], apply: Apply) -> list[bool]:
         keys = [e.key for e in events if e.key is not None]
         with self._transaction(user) as cur:
-            known: set[str] = set()
+            known: dict[str, Event] = {}
             if keys:
-                cur.execute(f"SELECT key FROM {self._t['ev']} WHERE user_id = %s AND key = ANY(%s)", (user, keys))
-                known = {k for (k,) in cur.fetchall()}
+                cur.execute(f"SELECT item, ts, key FROM {self._t['ev']} WHERE user_id = %s AND key = ANY(%s)", (user, keys))
+                known = {key: Event(item, ts, key) for item, ts, key in cur.fetchall()}
             new, flags = new_events(events, known)
             if not new:
                 return flags

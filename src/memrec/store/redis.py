@@ -142,8 +142,9 @@ class RedisStore(MemoryStore, EventLog):
 
         def attempt(pipe) -> None:
             wanted = [e.key for e in events if e.key is not None]
-            known = {k for k, hit in zip(wanted, pipe.smismember(keys, wanted)) if hit} if wanted else set()
-            new, flags[:] = new_events(events, known)
+            hits = {k for k, hit in zip(wanted, pipe.smismember(keys, wanted)) if hit} if wanted else set()
+            logged = (Event.from_dict(json.loads(x)) for x in pipe.lrange(log, 0, -1)) if hits else ()  # retries only
+            new, flags[:] = new_events(events, {e.key: e for e in logged if e.key in hits})
             if not new:
                 return
             memory = apply(self._decode_row(user, pipe.hmget(mem, "version", "record")), new)

@@ -103,11 +103,12 @@ class SQLiteStateStore(SQLiteStore, EventLog):
     def _append(self, conn: sqlite3.Connection, call: _Call, now: float) -> list[bool]:
         user, events = call.user, call.events
         keys = [e.key for e in events if e.key is not None]
-        known = set()
+        known = {}
         for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(k for (k,) in conn.execute(f"SELECT key FROM events WHERE user = ? AND key IN ({marks})", (user, *chunk)))
+            rows = conn.execute(f"SELECT item, ts, key FROM events WHERE user = ? AND key IN ({marks})", (user, *chunk))
+            known.update((key, Event(item, ts, key)) for item, ts, key in rows)
         new, flags = new_events(events, known)
         if not new:
             return flags
