@@ -213,7 +213,7 @@ class UR4RecMoE(SASRec):
             memory = self._memories(items, table, None, None)[rows, last]  # (B, D)
         return self._fuse(h, memory, experts)
 
-    def loss(self, batch: TrainBatch, objective) -> torch.Tensor:
+    def loss(self, batch: TrainBatch, objective, writes: list | None = None) -> torch.Tensor:
         self.check_items(batch.inputs)
         offsets = batch.starts if batch.starts is not None else torch.zeros(len(batch.users), dtype=torch.long)
         table = self.item_embeddings()  # (N + 1, d)
