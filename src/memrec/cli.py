@@ -167,6 +167,7 @@ def cmd_serve(args, extra) -> None:
         raise MemrecError(f"memrec serve needs the serve extra ({exc.name} is missing): pip install 'memrec[serve]'") from None
     token = args.token or os.environ.get("MEMREC_SERVE_TOKEN") or None
     config = ServeConfig(checkpoint=args.checkpoint, store=args.store, token=token, reset_memories=args.reset_memories,
+                         import_training_users=args.import_training_users,
                          max_body_bytes=args.max_body_bytes, worker_threads=args.worker_threads, host=args.host,
                          allowed_hosts=tuple(h for hosts in args.allowed_hosts for h in hosts.split(",") if h))
     app = create_app(config)  # loads the model and opens the store first: a version mismatch stops here
@@ -227,6 +228,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token for every endpoint but /health, /metrics and the API docs "
                                    "(else $MEMREC_SERVE_TOKEN; none: open, with a warning)")
     p.add_argument("--reset-memories", action="store_true", help="forget memories written by another model (event logs are kept)")
+    p.add_argument("--import-training-users", action="store_true",
+                   help="at start, record each training user's history (from the checkpoint's data set) as their event log, "
+                        "so they are known as in `memrec recommend --user`; users with a log are left alone (default: off)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
     p.add_argument("--worker-threads", type=int, default=256,
                    help="threads for blocking handlers; an event reply holds one while it waits for its group commit (default 256)")

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import hmac
+import sys
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -45,6 +46,7 @@ from memrec.store.events import Event, KeyConflict, new_events
 from memrec.serve.guard import Guard
 from memrec.serve.metrics import Metrics
 from memrec.serve.model import ServedModel, memory_stats
+from memrec.serve.training_users import import_training_users, training_dataset
 from memrec.serve.schemas import (MAX_BATCH, EventBatch, EventsBody, EventsOut, HealthOut, MemoryOut, RecommendOut, Unavailable,
                                   UserId, UserOut, errors)
 from memrec.serve.state import open_state
@@ -66,6 +68,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # the address it is bound to: requests must name it, a LOOPBACK name or one of allowed_hosts
     allowed_hosts: tuple[str, ...] = ()  # more names for the Host header; "*.example.com", or "*" for any
     reset_memories: bool = False  # forget memories written by another model (event logs are kept)
+    import_training_users: bool = False  # at start, record the training users' histories as their event logs (memrec.serve.training_users)
     max_body_bytes: int = 1 << 20
     max_k: int = 1000
     # Threads for blocking handlers. An event reply waits for its group's commit on one of them, so
@@ -92,6 +95,8 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
     """Load the checkpoint and open the store (refusing a memory-version mismatch), then build the app."""
     served = served or ServedModel.load(config.checkpoint)
     store = open_state(config.store, served.version, reset_memories=config.reset_memories)
+    if config.import_training_users:
+        import_training_users(store, served, training_dataset(config.checkpoint), log=lambda line: print(line, file=sys.stderr, flush=True))
     metrics = Metrics()
     @asynccontextmanager
     async def lifespan(app: FastAPI):
