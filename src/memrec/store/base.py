@@ -245,11 +245,19 @@ def _check_user(user) -> str:
 
 
 def version_message(what: str, found: str, expected: str) -> str:
-    """The one message for every version mismatch: both versions and what to do."""
+    """The one message for every version mismatch: both versions and what to do.
+
+    Example:
+        >>> print(version_message("store s.db", "abc", "xyz"))  # doctest: +NORMALIZE_WHITESPACE
+        store s.db was written by a model with memory version 'abc', but this model's memory version is 'xyz':
+        its memories mean nothing to this model. Load the model that wrote them, or start every user over with
+        `memrec serve --reset-memories` (reset=True in Python), which forgets the memories and keeps the event logs.
+    """
     return (
         f"{what} was written by a model with memory version {found!r}, but this model's memory version is "
-        f"{expected!r}: its memories mean nothing to this model. Load the model that wrote them, or reset "
-        f"the memories (delete them, or open the store with reset=True) to start every user over."
+        f"{expected!r}: its memories mean nothing to this model. Load the model that wrote them, or start every "
+        f"user over with `memrec serve --reset-memories` (reset=True in Python), which forgets the memories and "
+        f"keeps the event logs."
     )
 
 
