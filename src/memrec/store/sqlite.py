@@ -27,6 +27,7 @@ from memrec.memory.user_memory import MemoryVersionError
 from memrec.store.base import MemoryStore, Row, StoreError, version_message
 
 SCHEMA_FORMAT = "memrec-sqlite/1"
+_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS memories (user TEXT PRIMARY KEY, version TEXT NOT NULL, "
@@ -42,7 +43,9 @@ class SQLiteStore(MemoryStore):
     """Memories in one SQLite file, shared safely by threads and processes.
 
     Opening a file written under another model version raises MemoryVersionError, unless
-    ``reset=True``, which deletes every memory in it and takes this model's version.
+    ``reset=True``, which deletes every memory in it and takes this model's version. A file that is
+    not a memrec store (another app's database, a text file) is refused before anything is written
+    to it (:func:`read_meta`); a new path or an empty file becomes a store.
 
     Example:
         >>> import tempfile, numpy as np
@@ -66,6 +69,7 @@ class SQLiteStore(MemoryStore):
             raise StoreError(f"SQLiteStore needs a file path, got {str(path)!r}; use InProcessStore (memory://) for memories in memory")
         if not self.path.parent.is_dir():
             raise StoreError(f"cannot open SQLite memory store {self.path}: folder {self.path.parent} does not exist")
+        read_meta(self.path)  # refuses a file that is not a memrec store before anything is written
         self.timeout = timeout
         self._local = threading.local()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
@@ -92,8 +96,6 @@ class SQLiteStore(MemoryStore):
             for statement in _SCHEMA:
                 conn.execute(statement)
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta and meta.get("format") != SCHEMA_FORMAT:
-                raise StoreError(f"{self.path} is not a memrec memory store of format {SCHEMA_FORMAT!r} (found {meta.get('format')!r})")
             if meta and meta.get("model_version") != self.model_version:
                 if not reset:
                     raise MemoryVersionError(version_message(f"SQLite memory store {self.path}", meta.get("model_version"), self.model_version))
@@ -178,3 +180,45 @@ class SQLiteStore(MemoryStore):
     def _snapshot(self) -> Iterator[tuple[str, Row]]:
         rows = self._conn().execute("SELECT user, version, record FROM memories").fetchall()  # one statement: one snapshot
         return iter([(user, (version, bytes(data))) for user, version, data in rows])
+
+
+def read_meta(path: str | Path) -> dict[str, str]:
+    """The meta table of the memrec store at ``path``, read without writing anything.
+
+    A file that can become a store gives ``{}``: none yet, an empty (0-byte) file, or a SQLite
+    database without tables. Any other file raises StoreError, saying what it is and what to do.
+
+    Example:
+        >>> import sqlite3, tempfile
+        >>> path = tempfile.mkdtemp() + "/other.db"
+        >>> sqlite3.connect(path).execute("CREATE TABLE orders (id INTEGER)").connection.commit()
+        >>> read_meta(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        memrec.store.base.StoreError: .../other.db is not a memrec store (it has tables orders; expected tables meta and memories of format 'memrec-sqlite/1'); give a new path or a memrec store
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return {}
+    with open(path, "rb") as f:
+        if f.read(len(_HEADER)) != _HEADER:
+            raise StoreError(f"cannot open SQLite memory store {path}: it is not a SQLite database; give a new path or a memrec store")
+    # Without a -wal file the main file is the whole database: reading it as immutable leaves no -wal or -shm behind.
+    mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
+    tables, meta = [], {}
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True)
+        try:
+            tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
+            if "meta" in tables:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error as e:  # a damaged database (no tables read), or another app's meta table
+        if not tables:
+            raise StoreError(f"cannot open SQLite memory store {path}: {e}") from None
+    if tables and meta.get("format") != SCHEMA_FORMAT:
+        found = f"it has tables {', '.join(tables)}" + (f" and format {meta['format']!r}" if "format" in meta else "")
+        raise StoreError(f"{path} is not a memrec store ({found}; expected tables meta and memories of format {SCHEMA_FORMAT!r}); "
+                         "give a new path or a memrec store")
+    return meta

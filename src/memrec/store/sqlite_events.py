@@ -26,7 +26,7 @@ from pathlib import Path
 from memrec.memory.user_memory import UserMemory
 from memrec.store.events import Apply, Event, EventLog, new_events
 from memrec.store.base import StoreError
-from memrec.store.sqlite import _UPSERT, SQLiteStore
+from memrec.store.sqlite import _UPSERT, SQLiteStore, read_meta
 
 _EVENTS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, item TEXT NOT NULL, "
@@ -151,15 +151,6 @@ class _Call:
 
 
 def stored_version(path: str | Path) -> str | None:
-    """The memory version a SQLite state file was written under, or None (no file, or no version yet)."""
-    if not Path(path).is_file():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'model_version'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None  # not a store yet (or not a database): SQLiteStore says what is wrong
-    return row[0] if row else None
+    """The memory version a SQLite state file was written under, or None (no file, or no version yet);
+    StoreError for a file that is not a memrec store. Reads only."""
+    return read_meta(path).get("model_version")
