@@ -1,5 +1,6 @@
 """A neighbour memory in use is served for any model (here SASRec): a user of the training data is
-never offered their own training entries, online as offline, and an anonymous user may be."""
+never offered their own training entries, online as offline; and it grows with the store's logs, across
+services on one SQLite, Redis or PostgreSQL store."""
 from __future__ import annotations
 
 import json
@@ -12,10 +13,11 @@ from fastapi.testclient import TestClient
 from memrec.config import NeighbourConfig, RunConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.data.batching import make_eval_batch
+from memrec.memory.growing import GrowingNeighbours
 from memrec.memory.neighbours import build_neighbours
 from memrec.models import build_model
 from memrec.serve.app import ServeConfig, create_app
-from memrec.serve.testing import TINY
+from memrec.serve.testing import TINY, fresh_store_url
 from memrec.train.checkpoint import load_checkpoint, save_checkpoint
 
 K = 20
@@ -61,3 +63,49 @@ def test_a_training_user_is_served_without_their_own_entries(sasrec_with_neighbo
     np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=2e-6)
     anonymous = offline(checkpoint, history, -1)
     assert got != anonymous, "excluding the user's own entries changed nothing: the test could not see it missing"
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "state.db")
+        return
+    with fresh_store_url(request.param) as url:
+        yield url
+
+
+def top(client: TestClient, user: str) -> list[tuple[str, float]]:
+    return [(r["item"], r["score"]) for r in client.get("/recommend", params={"user": user, "k": K}).json()["items"]]
+
+
+def test_a_new_users_events_reach_another_users_next_request_through_the_store(sasrec_with_neighbours, store_url):
+    """Two services on one store: a newcomer's events, written through one, become neighbour entries
+    that the other finds on its next request for a training user, as the same entries built offline do."""
+    checkpoint, raw, ds = sasrec_with_neighbours
+    writer, reader = (TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=store_url)), base_url="http://localhost")
+                      for _ in range(2))
+    history = raw["user3"][:6]
+    writer.post("/events", json={"events": [{"user": "user3", "item": i, "timestamp": float(n)} for n, i in enumerate(history)]})
+    before = top(reader, "user3")
+    fresh = next(i for i in ds.item_ids[1:] if i not in raw["user3"])  # an item user3 has not seen
+    newcomer = history + [fresh]  # the newcomer did what user3 did, then took `fresh`: its entry's key is user3's state
+    assert writer.post("/events", json={"events": [{"user": "newbie", "item": i, "timestamp": float(n)}
+                                                   for n, i in enumerate(newcomer)]}).status_code == 200
+    after = top(reader, "user3")
+    assert after != before and fresh in [i for i, _ in after][:3] and fresh not in [i for i, _ in before][:3]
+    assert len(reader.app.state.served.growing) == (len(history) - 1) + (len(newcomer) - 1)  # a position after each user's first
+
+    # offline: the checkpoint with the newcomer's positions as entries ranks the same
+    model = load_checkpoint(checkpoint).model
+    grown = GrowingNeighbours(model)
+    grown.update(owner=ds.user_index("user3"), items=[ds.item_index(i) for i in history])
+    grown.update(owner=len(ds.user_ids), items=[ds.item_index(i) for i in newcomer])
+    expected = offline_with(model, ds, history, ds.user_index("user3"))
+    assert [i for i, _ in after] == [i for i, _ in expected]
+    np.testing.assert_allclose([s for _, s in after], [s for _, s in expected], atol=2e-6)
+
+
+def offline_with(model, ds, history: list[str], user: int) -> list[tuple[str, float]]:
+    seen = np.array([ds.item_index(i) for i in history], dtype=np.int64)
+    items, scores = model.recommend(make_eval_batch(np.array([user]), [seen], np.array([0]), MAX_LEN), k=K)
+    return [(ds.item_ids[i], round(s, 6)) for i, s in zip(items[0].tolist(), scores[0].tolist())]

@@ -173,3 +173,20 @@ def test_a_redis_that_does_not_fsync_is_refused_unless_allowed(shared):
         open_state(where + "&durable=false", "v1").close()
     finally:
         client.config_set("appendfsync", "always")
+
+
+def test_changes_name_every_user_whose_log_grew_since_the_cursor_across_stores(where):
+    keep = lambda memory, new: None  # noqa: E731 (no memory: the log alone)
+    with open_state(where, "v1") as one, open_state(where, "v1") as two:  # two handles, as two processes
+        assert one.changes(None)[0] == []
+        one.record("ann", [Event("i1", 1.0)], keep)
+        two.record("bob", [Event("i2", 2.0), Event("i3", 3.0)], keep)
+        users, cursor = two.changes(None)
+        assert sorted(users) == ["ann", "bob"]
+        assert one.changes(cursor) == ([], cursor)  # nothing new: the same cursor back
+        two.record("ann", [Event("i4", 4.0)], keep)
+        one.record("ann", [Event("i4", 4.0, key="k")], keep)
+        one.record("ann", [Event("i4", 4.0, key="k")], keep)  # a retry appends nothing
+        users, later = one.changes(cursor)
+        assert users == ["ann"] and later != cursor
+        assert two.changes(later)[0] == []

@@ -174,6 +174,12 @@ class NeighbourMemory(nn.Module):
         self.register_buffer("values", torch.zeros(0, 1, dtype=torch.int64))  # (M, H) the items that followed, -1 padded
         self.register_buffer("owners", torch.zeros(0, dtype=torch.int64))  # (M,) user index of each entry
         self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0, -1.0, 0.0], dtype=torch.float64))  # k, temperature, weight, gate, decay
+        self._online: tuple[NeighbourMemory, ...] = ()  # entries added while serving (not saved): see attach_online
+
+    def attach_online(self, entries: "NeighbourMemory | None") -> None:
+        """Also search ``entries`` (a memory of positions seen after training, e.g. built by a service
+        from its event logs) whenever this memory mixes; None detaches them. They are not saved."""
+        self._online = () if entries is None else (entries,)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -243,6 +249,8 @@ class NeighbourMemory(nn.Module):
         if not self.active:
             return logits
         sims, values = self.search(queries, users, self.k)
+        for online in (m for m in self._online if len(m)):  # the nearest k of both memories
+            sims, values = nearest_of(sims, values, *online.search(queries, users, self.k), self.k)
         return mix_scores(logits, seen, sims, values, self.temperature, self.weight, self.gate, self.decay)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
@@ -258,6 +266,23 @@ class NeighbourMemory(nn.Module):
         if setting is not None and setting.numel() < 5:  # saved before the gate (every query mixed) or the decay (next item only)
             state_dict[prefix + "setting"] = torch.cat([setting, setting.new_tensor([-1.0, 0.0][setting.numel() - 3:])])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+
+def nearest_of(sims: torch.Tensor, values: torch.Tensor, more_sims: torch.Tensor, more_values: torch.Tensor,
+               k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` most similar of two search results, sorted: sims (B, k1), (B, k2); values (B, k1, H1), (B, k2, H2)
+    -> (B, k'), (B, k', max(H1, H2)), shorter horizons padded with -1.
+
+    Example:
+        >>> sims, values = nearest_of(torch.tensor([[0.75, 0.25]]), torch.tensor([[[4], [5]]]), torch.tensor([[0.5]]), torch.tensor([[[6, 7]]]), k=2)
+        >>> sims.tolist(), values.tolist()
+        ([[0.75, 0.5]], [[[4, -1], [6, 7]]])
+    """
+    width = max(values.size(2), more_values.size(2))
+    pad = lambda v: F.pad(v, (0, width - v.size(2)), value=-1)  # noqa: E731
+    sims, values = torch.cat([sims, more_sims], 1), torch.cat([pad(values), pad(more_values)], 1)
+    top = sims.topk(min(k, sims.size(1)), dim=1)
+    return top.values, values.gather(1, top.indices.unsqueeze(2).expand(-1, -1, width))
 
 
 def gain_interval(gain: np.ndarray, confidence: float) -> tuple[float, float]:

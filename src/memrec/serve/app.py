@@ -191,6 +191,7 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
 
         It runs on the event loop (a read and about a millisecond of model time, no thread hop) and
         answers a ready JSON response (no response-model encoding): both matter at 200 requests/s."""
+        served.follow(store)  # positions other users (and other processes) logged become neighbour entries
         history, memory = store.snapshot(user)
         rec = served.recommend(history, memory, k, user=user)
         return JSONResponse({

@@ -14,8 +14,10 @@ protocol of :class:`~memrec.models.SequentialRecommender` (this module imports n
   served with its data set's user ids (:func:`training_users`): a user id of the data set is that
   user, any other id is anonymous (user index -1), whatever its spelling.
 
-RAMRec's banks and the neighbour memory are read-only while serving: new events reach them through
-the window of the last ``max_len`` items, as in offline evaluation.
+A neighbour memory in use grows while serving (:meth:`ServedModel.follow`, before each ranking): every
+position the store's logs gain, through this process or another on the same store, becomes an entry
+other users find (:mod:`memrec.memory.growing`). RAMRec's banks are read-only while serving: new
+events reach RAMRec through the window of the last ``max_len`` items, as in offline evaluation.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import torch
 from memrec.data import load_dataset
 from memrec.data.batching import make_eval_batch
 from memrec.errors import MemrecError
+from memrec.memory.growing import GrowingNeighbours
 from memrec.memory.user_memory import UserMemory
 from memrec.store.events import Event
 from memrec.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -72,6 +75,10 @@ class ServedModel:
         model.item_embeddings = lambda: table  # the weights never change while serving: compute once
         self.cell = model.user_memory_cell()  # the per-user memory kept in the store, or None
         self.version = model.memory_version() if self.cell is not None else HISTORY_ONLY
+        # a neighbour memory in use grows with the logs in the store (follow): other users find each new position
+        self.growing = GrowingNeighbours(model) if model.neighbours.active else None
+        self.newcomers: dict[str, int] = {}  # users the training data lacks -> their owner index in the grown memory
+        self.cursor: str | None = None  # how far follow() has read the store's changes
 
     @classmethod
     def load(cls, path: str | Path) -> "ServedModel":
@@ -108,6 +115,29 @@ class ServedModel:
         """The memory a user would have after its whole log (items this model does not know skipped)."""
         return self.observe(None, [e for e in history if e.item in self.index])[0] if self.has_memory else None
 
+    # -- the neighbour memory, grown from the store's logs ----------------------------------------------
+    def owner(self, user: str) -> int:
+        """The user's index: their training index, else one beyond the training users, given on first sight."""
+        if user in self.users:
+            return self.users[user]
+        return self.newcomers.setdefault(user, len(self.users) + len(self.newcomers))
+
+    def follow(self, store) -> int:
+        """Turn the positions the store's logs gained since the last call (any process may have written
+        them) into neighbour-memory entries; returns how many were added (0 without a neighbour memory).
+        An imported training sequence (keys ``train-*``, see :mod:`memrec.serve.training_users`) adds
+        none: the checkpoint's memory holds its training positions, and, as offline, not its held-out ones."""
+        if self.growing is None:
+            return 0
+        users, self.cursor = store.changes(self.cursor)
+        added = 0
+        for user in users:
+            log = store.history(user)
+            imported = next((n for n, e in enumerate(log) if not (e.key or "").startswith("train-")), len(log))
+            known = [self.index[e.item] for e in log if e.item in self.index]
+            added += self.growing.update(self.owner(user), known, start=max(1, imported))
+        return added
+
     # -- ranking -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def recommend(self, history: list[Event], memory: UserMemory | None, k: int, user: str | None = None) -> Recommendation:
@@ -115,7 +145,7 @@ class ServedModel:
         user's training bank for RAMRec and spares a training user their own neighbour-memory entries
         (None or an id the data set does not have: the anonymous path)."""
         seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
-        batch = make_eval_batch(np.array([self.users.get(user, -1)]), [seen], np.array([0]), self.max_len)
+        batch = make_eval_batch(np.array([self.users.get(user, self.newcomers.get(user, -1))]), [seen], np.array([0]), self.max_len)
         state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None] if self.cell is not None else None  # (1, D)
         scores, routing = self.model.serve_scores(batch, state)  # (1, N + 1)
         scores = scores[0].clone()

@@ -112,5 +112,12 @@ class EventLog(ABC):
         return self.snapshot(user)[0]
 
     @abstractmethod
+    def changes(self, cursor: str | None = None) -> tuple[list[str], str]:
+        """The users whose logs gained events after ``cursor`` (None: since the store began), and the
+        cursor to pass next time. Every event a call returns no user for (committed before the call)
+        is behind the returned cursor: ``changes`` in a loop sees every user that changes, once or more,
+        across processes."""
+
+    @abstractmethod
     def ping(self) -> None:
         """Raise StoreError if the store cannot be reached."""

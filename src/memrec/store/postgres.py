@@ -203,6 +203,8 @@ class PostgresStore(MemoryStore, EventLog):
             row = self._select(cur, user)
             memory = apply(None if row is None else self._decode(user, row), new)
             now = time.time()
+            # appends take turns from here to commit, so seq grows in commit order and is the cursor of changes()
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.prefix}:append",))
             cur.executemany(f"INSERT INTO {self._t['ev']} (user_id, item, ts, key, recorded_at) VALUES (%s, %s, %s, %s, %s)",
                             [(user, e.item, float(e.timestamp), e.key, now) for e in new])
             if memory is not None:
@@ -217,6 +219,13 @@ class PostgresStore(MemoryStore, EventLog):
                 events = [Event(item, ts, key) for item, ts, key in cur.fetchall()]
                 row = self._select(cur, user)
         return events, None if row is None else self._decode(user, row)
+
+    def changes(self, cursor: str | None = None) -> tuple[list[str], str]:
+        after = int(cursor or 0)
+        with self._transaction() as cur:
+            cur.execute(f"SELECT user_id, MAX(seq) FROM {self._t['ev']} WHERE seq > %s GROUP BY user_id", (after,))
+            rows = cur.fetchall()
+        return [user for user, _ in rows], str(max([after, *(seq for _, seq in rows)]))
 
     def ping(self) -> None:
         with self._transaction() as cur:

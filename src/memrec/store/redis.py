@@ -151,6 +151,7 @@ class RedisStore(MemoryStore, EventLog):
             row = None if memory is None else self._encode(user, memory)
             pipe.multi()
             pipe.rpush(log, *[json.dumps(e.to_dict()) for e in new])
+            pipe.xadd(self._key("changes"), {"user": user})  # stream ids grow in execution order: the cursor of changes()
             if any(e.key is not None for e in new):
                 pipe.sadd(keys, *[e.key for e in new if e.key is not None])
             if row is not None:
@@ -166,6 +167,11 @@ class RedisStore(MemoryStore, EventLog):
         pipe.hmget(self._key("mem", user), "version", "record")
         log, row = self._call(pipe.execute)
         return [Event.from_dict(json.loads(x)) for x in log], self._decode_row(user, row)
+
+    def changes(self, cursor: str | None = None) -> tuple[list[str], str]:
+        entries = self._call(lambda: self.client.xrange(self._key("changes"), f"({cursor}" if cursor else "-", "+"))
+        users = list(dict.fromkeys(_text(fields[b"user"] if b"user" in fields else fields["user"]) for _, fields in entries))
+        return users, _text(entries[-1][0]) if entries else (cursor or "0-0")
 
     def ping(self) -> None:
         self._call(self.client.ping)

@@ -131,6 +131,13 @@ class SQLiteStateStore(SQLiteStore, EventLog):
             conn.execute("COMMIT")
         return [Event(item, ts, key) for item, ts, key in rows], None if row is None else self._decode(user, row)
 
+    def changes(self, cursor: str | None = None) -> tuple[list[str], str]:
+        """SQLite serialises writers (one write transaction at a time, across processes too), so
+        ``seq`` grows in commit order and is the cursor."""
+        after = int(cursor or 0)
+        rows = self._conn().execute("SELECT user, MAX(seq) FROM events WHERE seq > ? GROUP BY user", (after,)).fetchall()
+        return [user for user, _ in rows], str(max([after, *(seq for _, seq in rows)]))
+
     def ping(self) -> None:
         try:
             self._conn().execute("SELECT 1").fetchone()
