@@ -32,6 +32,7 @@ from memrec.data.batching import make_eval_batch
 from memrec.errors import MemrecError
 from memrec.memory.growing import GrowingNeighbours
 from memrec.memory.user_memory import UserMemory
+from memrec.models import masked_topk
 from memrec.store.events import Event
 from memrec.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
@@ -148,13 +149,9 @@ class ServedModel:
         batch = make_eval_batch(np.array([self.users.get(user, self.newcomers.get(user, -1))]), [seen], np.array([0]), self.max_len)
         state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None] if self.cell is not None else None  # (1, D)
         scores, routing = self.model.serve_scores(batch, state)  # (1, N + 1)
-        scores = scores[0].clone()
-        scores[0] = float("-inf")
-        scores[torch.from_numpy(seen)] = float("-inf")
-        top = scores.topk(min(k, self.num_items))
-        keep = torch.isfinite(top.values)
-        items = [self.item_ids[i] for i in top.indices[keep].tolist()]
-        return Recommendation(items, [round(float(s), 6) for s in top.values[keep].tolist()], routing,
+        indices, values = masked_topk(scores.clone(), batch, k)  # the batch's seen items: the whole history
+        items = [self.item_ids[i] for i in indices[0].tolist()]
+        return Recommendation(items, [round(float(s), 6) for s in values[0].tolist()], routing,
                               memory_stats(memory, self.cell) if self.has_memory else None)
 
 
