@@ -7,7 +7,8 @@ between calls (:class:`MemoryRetriever`), the seed's method names, and save / lo
 
 ``forward(..., update_memory=True)`` scores the targets with each user's current memory, then
 records each row's target item as that user's next interaction; the memory is updated when the
-configured trigger fires (see :mod:`memrec.memory.user_memory`).
+configured trigger fires (see :mod:`memrec.memory.user_memory`). ``TIME_BASED`` counts data time
+when ``forward`` is given ``timestamps``, else the model's global steps (every interaction observed).
 """
 from __future__ import annotations
 
@@ -50,12 +51,15 @@ class MemoryRetriever:
         return torch.from_numpy(np.stack([self.memory(u).vector for u in user_ids]))
 
     def observe(self, user_id, item: int, item_vectors: torch.Tensor, time: float | None = None) -> bool:
-        """Record one interaction; returns whether the trigger fired and the memory was updated."""
+        """Record one interaction at data time ``time``; returns whether the trigger fired and the
+        memory was updated. Without a time the clock is the global step (the interactions observed,
+        all users): TIME_BASED's period then counts steps, as in the seed. Feed times always or never."""
+        clock = self.global_step + 1 if time is None else time  # this interaction's step
         fired = []
 
         def change(memory: UserMemory | None) -> UserMemory:
             memory = memory or self.net.memory.new_memory()
-            fired.append(self.net.memory.observe(memory, int(item), item_vectors, time))
+            fired.append(self.net.memory.observe(memory, int(item), item_vectors, clock))
             return memory
 
         self.store.update(str(user_id), change)

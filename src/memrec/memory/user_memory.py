@@ -14,7 +14,8 @@ The four triggers (:class:`UpdateTrigger`), checked after each interaction:
 - ``DRIFT_THRESHOLD``: the cosine distance ``1 - cos(W_in x, m)`` between the current preference
   (the projected mean of the pending items) and the memory exceeds ``drift_threshold``;
 - ``TIME_BASED``: at least ``time_period`` has passed, in the data's own timestamps, since the last
-  update (or since the user's first interaction);
+  update (or since the user's first interaction); :mod:`memrec.ur4rec`, called without timestamps,
+  passes its global step as the time, so the period counts steps;
 - ``EXPLICIT``: never by itself; only :meth:`MemoryCell.step` with ``force=True`` (an explicit
   request) updates. In training this means the memory stays at its initial vector.
 
@@ -278,7 +279,7 @@ class MemoryCell(nn.Module):
             fire = len(memory.pending_items) >= c.interaction_threshold
         elif trigger is UpdateTrigger.TIME_BASED:
             if time is None:
-                raise ConfigError("update_trigger=time_based needs the event's timestamp")
+                raise ConfigError("update_trigger=time_based needs the event's time (its timestamp, or a step count)")
             since = memory.first_time if memory.last_update_time is None else memory.last_update_time
             fire = time - since >= c.period
         elif trigger is UpdateTrigger.DRIFT_THRESHOLD:
