@@ -23,8 +23,18 @@ __all__ = ["create_memory_enhanced_moe", "MemoryConfig", "ExpertSpecialization",
            "MemoryContext", "MemoryInputError"]
 
 
-def create_memory_enhanced_moe(input_dim: int, output_dim: int, num_experts: int = 8, hidden_dim: int = 512,
+def create_memory_enhanced_moe(input_dim: int = 256, output_dim: int = 10, num_experts: int = 8, hidden_dim: int = 512,
                                expert_specializations: list | None = None, memory_config: MemoryConfig | None = None,
                                top_k: int = 2, dropout: float = 0.0) -> MemoryEnhancedMoE:
-    """A :class:`MemoryEnhancedMoE` with the seed's defaults (8 experts, hidden 512, top-2 routing)."""
+    """A :class:`MemoryEnhancedMoE` with the seed's defaults: input 256 and output 10 (its quick start),
+    8 experts, hidden 512, top-2 routing. The seed writes ``create_memory_enhanced_moe(..., memory_config=config)``:
+    an ``...`` input_dim stands for these defaults.
+
+    Example:
+        >>> model = create_memory_enhanced_moe(..., memory_config=MemoryConfig(top_k_retrieve=3))
+        >>> model.input_dim, model.output_dim, model.num_experts
+        (256, 10, 8)
+    """
+    if input_dim is Ellipsis:
+        input_dim = 256
     return MemoryEnhancedMoE(input_dim, output_dim, num_experts, hidden_dim, expert_specializations, memory_config, top_k, dropout)

@@ -8,14 +8,18 @@ memrec code and are not run here.
 """
 import pytest
 import torch
+from torch import manual_seed
 
 from memrec.ur4rec import MemoryConfig, UpdateTrigger, UR4RecMoEMemory
 
 
 def basic_use():
     """Example "1. Basic use", verbatim but for the import line and device='cpu'."""
-    torch.manual_seed(0)
+    manual_seed(0)  # not torch.manual_seed: the example's `import torch` makes torch a local name here
     # --- the seed's code ---
+    from memrec.ur4rec import UR4RecMoEMemory, MemoryConfig, UpdateTrigger
+    import torch
+
     memory_config = MemoryConfig(
         memory_dim=256,
         update_trigger=UpdateTrigger.INTERACTION_COUNT,
