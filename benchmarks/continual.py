@@ -308,7 +308,7 @@ def gated(memory: NeighbourMemory, model, valid_b: EvalSet, max_len: int, gates=
     out = copy.deepcopy(memory)
     if not memory.active:
         return out, []
-    grid = NeighbourConfig(ks=(memory.k,), temperatures=(memory.temperature,), weights=(memory.weight,), gates=tuple(gates))
+    grid = NeighbourConfig(ks=(memory.k,), temperatures=(memory.temperature,), weights=(memory.weight,), gates=tuple(gates), decays=(0.0,))
     plain, *table = tune(out, valid_b, max_len, states(model), grid, BATCH)  # one pass; the weight-0 row is the model alone
     rows = [{"gate": r["gate"], "B_valid_ndcg@10": r["ndcg@10"], "B_valid_ndcg@10_without": plain["ndcg@10"]} for r in table]
     chosen = next((r["gate"] for r in rows if r["B_valid_ndcg@10"] >= plain["ndcg@10"]), 1.0)

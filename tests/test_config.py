@@ -42,3 +42,15 @@ def test_unknown_sections_and_types_are_refused():
     assert from_dict(DataConfig, {"min_rating": 4}, "data").min_rating == 4.0  # int accepted as float
     with pytest.raises(ConfigError, match="data.max_len: expected int"):
         from_dict(DataConfig, {"max_len": 2.5}, "data")
+
+
+def test_ramrecs_old_neighbour_keys_are_read_as_the_memory_section():
+    from memrec.config import RunConfig
+
+    old = RunConfig.from_dict({"model": "ramrec", "model_config": {"hidden_size": 16, "neighbour_ks": [64], "neighbour_horizon": 5}})
+    assert old.memory.neighbours.enabled and old.memory.neighbours.ks == (64,) and old.memory.neighbours.horizon == 5
+    assert old.model_config.hidden_size == 16 and not hasattr(old.model_config, "neighbour_ks")
+    off = RunConfig.from_dict({"model": "ramrec", "model_config": {"neighbours": False}})
+    assert not off.memory.neighbours.enabled
+    assert not RunConfig.from_dict({"model": "ramrec"}).memory.neighbours.enabled  # new configs: off unless asked
+    assert RunConfig.from_dict(old.to_dict()) == old  # saved in the new layout, read back the same
