@@ -21,6 +21,7 @@ from torch import nn
 from memrec.encoders.common import check_device
 from memrec.errors import ConfigError, UnknownItemError
 from memrec.memory.user_memory import MemoryConfig, MemoryVersionError, UpdateTrigger, UserMemory
+from memrec.models import masked_topk
 from memrec.models.ur4rec_moe import UR4RecConfig, UR4RecMoE
 from memrec.store import InProcessStore, MemoryStore, open_store
 
@@ -177,12 +178,9 @@ class UR4RecMoEMemory(nn.Module):
         finally:
             self.train(was_training)
         if candidate_items is None:
-            scores = fused @ table.T  # (B, N + 1)
-            scores[:, 0] = float("-inf")
-            if exclude_history:
-                scores.scatter_(1, self._history(history_items), float("-inf"))
-            top = scores.topk(min(k, self.num_items), dim=1)
-            return top.indices, top.values
+            history = self._history(history_items)  # (B, L), 0 = padding
+            rows, cols = history.nonzero(as_tuple=True)
+            return masked_topk(fused @ table.T, k, (rows, history[rows, cols]) if exclude_history else None)
         candidates = self._items(candidate_items, "candidate_items", dim=2)
         scores = (fused[:, None, :] * table[candidates]).sum(-1)  # (B, C)
         top = scores.topk(min(k, candidates.size(1)), dim=1)

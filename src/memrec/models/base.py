@@ -145,26 +145,24 @@ class SequentialRecommender(nn.Module):
             >>> sorted(items[0].tolist())  # items 1 and 2 were seen
             [3, 4, 5]
         """
-        return masked_topk(self.score_all(batch), batch, k, exclude_seen)
+        return masked_topk(self.score_all(batch), k, (batch.seen_rows, batch.seen_items) if exclude_seen else None)
 
 
-def masked_topk(scores: torch.Tensor, batch: EvalBatch, k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top ``k`` rankable items of each row of ``scores`` (B, N + 1): never padding nor, with
-    ``exclude_seen``, the row's history; fewer than ``k`` when a row has fewer rankable items (the
-    smallest count in the batch). Returns indices and scores (B, k'); ``scores`` is changed in place.
+def masked_topk(scores: torch.Tensor, k: int, seen: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` rankable items of each row of ``scores`` (B, N + 1): never padding, nor the
+    ``seen`` (row indices, item indices) pairs, e.g. each row's history (an ``EvalBatch``'s
+    ``seen_rows, seen_items``); fewer than ``k`` when a row has fewer rankable items (the smallest
+    count in the batch). Returns indices and scores (B, k'); ``scores`` is changed in place.
 
     Example:
-        >>> import numpy as np
-        >>> from memrec.data.batching import make_eval_batch
-        >>> batch = make_eval_batch(np.array([0]), [np.array([2])], np.array([0]), max_len=3)
-        >>> masked_topk(torch.tensor([[9.0, 3.0, 8.0, 1.0]]), batch, k=5)[0].tolist()
+        >>> masked_topk(torch.tensor([[9.0, 3.0, 8.0, 1.0]]), k=5, seen=(torch.tensor([0]), torch.tensor([2])))[0].tolist()
         [[1, 3]]
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
     scores[:, 0] = float("-inf")
-    if exclude_seen:
-        scores[batch.seen_rows, batch.seen_items] = float("-inf")
+    if seen is not None:
+        scores[seen] = float("-inf")
     rankable = int((scores > float("-inf")).sum(dim=1).min()) if len(scores) else 0
     top = scores.topk(min(k, rankable), dim=1)
     return top.indices, top.values

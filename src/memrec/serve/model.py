@@ -149,7 +149,7 @@ class ServedModel:
         batch = make_eval_batch(np.array([self.users.get(user, self.newcomers.get(user, -1))]), [seen], np.array([0]), self.max_len)
         state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None] if self.cell is not None else None  # (1, D)
         scores, routing = self.model.serve_scores(batch, state)  # (1, N + 1)
-        indices, values = masked_topk(scores.clone(), batch, k)  # the batch's seen items: the whole history
+        indices, values = masked_topk(scores.clone(), k, (batch.seen_rows, batch.seen_items))  # the whole history
         items = [self.item_ids[i] for i in indices[0].tolist()]
         return Recommendation(items, [round(float(s), 6) for s in values[0].tolist()], routing,
                               memory_stats(memory, self.cell) if self.has_memory else None)
