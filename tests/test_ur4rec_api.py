@@ -132,3 +132,20 @@ def test_bad_input_is_refused_clearly(seed_model):
         seed_model(user_ids=[1], history_items=torch.tensor([[0, 2]]), target_items=torch.tensor([3]))
     with pytest.raises(ValueError, match="user ids"):
         seed_model(user_ids=[1, 2], history_items=torch.tensor([[1, 2]]), target_items=torch.tensor([3]))
+
+
+def test_what_the_facade_saves_memrec_serve_loads(tmp_path):
+    """One checkpoint format: the seed facade's save_model writes what the service and `memrec evaluate` read."""
+    from memrec.serve.model import ServedModel
+    from memrec.store.events import Event
+
+    model = UR4RecMoEMemory(num_items=30, embedding_dim=16, modalities=("id",), device="cpu",
+                            memory_config=MemoryConfig(memory_dim=8, update_trigger=UpdateTrigger.INTERACTION_COUNT, interaction_threshold=2))
+    model.save_model(tmp_path / "seed.pt", save_memories=False)
+    served = ServedModel.load(tmp_path / "seed.pt")
+    assert served.name == "ur4rec-moe" and served.num_items == 30 and served.has_memory
+    history = [Event(str(i), float(t)) for t, i in enumerate([3, 7, 9])]
+    rec = served.recommend(history, None, k=5)  # no stored memory yet: the initial one, as for the facade's new user
+    items, scores = model.predict_top_k(["new"], torch.tensor([[3, 7, 9]]), k=5)
+    assert rec.items == [str(i) for i in items[0].tolist()] and not {"3", "7", "9"} & set(rec.items)
+    assert rec.scores == pytest.approx(scores[0].tolist(), abs=1e-5) and rec.routing is not None

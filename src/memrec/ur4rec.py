@@ -13,6 +13,7 @@ when ``forward`` is given ``timestamps``, else the model's global steps (every i
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -251,13 +252,18 @@ class UR4RecMoEMemory(nn.Module):
 
     # -- persistence --------------------------------------------------------------------------
     def save_model(self, path: str | Path, save_memories: bool = True) -> None:
-        """Write the weights (and with ``save_memories`` the memories, to ``<stem>_memories.json``)."""
-        path = Path(path)
-        payload = {"format": FORMAT, "init_args": self.init_args, "memory_config": _memory_dict(self.memory_config),
-                   "state_dict": self.net.state_dict()}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        """Write a memrec checkpoint of the network (the format ``memrec serve`` and ``memrec
+        evaluate`` read; item ids are the indices as text) with this facade's settings, and with
+        ``save_memories`` the memories, to ``<stem>_memories.json``."""
+        from memrec.config import RunConfig
+        from memrec.train.checkpoint import save_checkpoint
+
+        path, n = Path(path), self.num_items
+        catalogue = SimpleNamespace(item_ids=["[PAD]", *map(str, range(1, n + 1))], user_ids=[], fingerprint=lambda: f"ur4rec-seed-{n}")
+        config = RunConfig(model=self.net.name, model_config=self.config)
+        config.data.dataset, config.data.max_len = "ur4rec-seed-facade", self.net.max_len
+        save_checkpoint(path, self.net, config, catalogue, extra={"facade": {"format": FORMAT, "init_args": self.init_args,
+                                                                             "memory_config": _memory_dict(self.memory_config)}})
         if save_memories:
             self.retriever.save_memories(memories_path(path))
 
@@ -266,10 +272,11 @@ class UR4RecMoEMemory(nn.Module):
         ``load_memories``, its memories."""
         path = Path(path)
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a UR4RecMoEMemory checkpoint (expected format {FORMAT!r})")
+        facade = payload.get("facade") if isinstance(payload, dict) else None
+        if not isinstance(facade, dict) or facade.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a UR4RecMoEMemory checkpoint (expected one written by save_model, format {FORMAT!r})")
         mine = (self.init_args, _memory_dict(self.memory_config))
-        theirs = (payload["init_args"], payload["memory_config"])
+        theirs = (facade["init_args"], facade["memory_config"])
         if mine != theirs:
             raise MemoryVersionError(f"{path} was saved by a model built with {theirs}, this one is built with {mine}")
         self.net.load_state_dict(payload["state_dict"])

@@ -37,8 +37,10 @@ class Checkpoint:
             )
 
 
-def save_checkpoint(path: str | Path, model: SequentialRecommender, config: RunConfig, ds: SequenceDataset) -> None:
-    """Write a checkpoint atomically (to a temporary file, then renamed)."""
+def save_checkpoint(path: str | Path, model: SequentialRecommender, config: RunConfig, ds: SequenceDataset,
+                    extra: dict | None = None) -> None:
+    """Write a checkpoint atomically (to a temporary file, then renamed); ``extra``: more top-level
+    entries (plain data), e.g. a seed facade's own settings."""
     path = Path(path)
     payload = {
         "format": FORMAT,
@@ -49,6 +51,7 @@ def save_checkpoint(path: str | Path, model: SequentialRecommender, config: RunC
         "item_ids": list(ds.item_ids),
         "fingerprint": ds.fingerprint(),
         "user_ids": list(ds.user_ids),
+        **(extra or {}),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
