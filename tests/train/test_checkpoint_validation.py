@@ -79,8 +79,9 @@ def test_the_spoiled_copies_start_from_a_checkpoint_that_loads(run_dir, payload,
     assert "top 3 for user 196" in capsys.readouterr().out
 
 
-def test_serve_refuses_a_bad_checkpoint_before_it_opens_the_store(payload, tmp_path, capsys):
-    pytest.importorskip("fastapi", reason="the service needs the serve extra")
+def test_serve_refuses_a_bad_checkpoint_before_it_opens_the_store(payload, tmp_path, capsys, monkeypatch):
+    uvicorn = pytest.importorskip("uvicorn", reason="the service needs the serve extra")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("memrec serve started a server on a bad checkpoint"))
     bad, store = tmp_path / "short.pt", tmp_path / "state.db"
     torch.save({**payload, "item_ids": payload["item_ids"][:1500]}, bad)  # served before: every /recommend answered 500
     assert main(["serve", str(bad), "--store", str(store), "--port", "0"]) == 2
@@ -114,3 +115,17 @@ def test_a_file_that_is_not_a_checkpoint_says_so_without_torch_advice(content, r
     line = one_error_line(capsys, "recommend")
     assert line.startswith(f"memrec recommend: error: {path} is not a memrec checkpoint (") and line.endswith(")")
     assert "weights_only" not in line and "torch.load" not in line
+
+
+def test_memory_buffers_that_do_not_fit_are_one_line_too(tmp_path):
+    """Buffers sized by the data (RAMRec's banks) are checked by the model's own load hooks: still one CheckpointError line."""
+    from memrec.serve.testing import tiny_checkpoint
+    from memrec.train.checkpoint import CheckpointError, load_checkpoint
+
+    payload = torch.load(tiny_checkpoint(tmp_path / "ramrec.pt", "ramrec", ["[PAD]", "a", "b", "c"]), weights_only=True)
+    torch.save({**payload, "state_dict": {**payload["state_dict"], "bank.keys": torch.zeros(0, 3, 5)}}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "bad.pt")
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {tmp_path / 'bad.pt'}: state_dict does not fit the ramrec model (") and "\n" not in message
+    assert "bank.keys: stored banks have shape (3, 5)" in message
