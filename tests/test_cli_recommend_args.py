@@ -56,3 +56,17 @@ def test_the_models_recommend_drops_masked_items_and_refuses_k_below_one():
     assert not {1, 2} & set(items[0].tolist()) and 3 not in items[1].tolist()
     with pytest.raises(ValueError, match="k must be a positive integer, got 0"):
         model.recommend(batch, k=0)
+
+
+def test_a_reader_that_stops_early_ends_the_listing_quietly(checkpoint):
+    """`memrec recommend ... | head -1`: the closed pipe ends the command without a traceback."""
+    import subprocess
+    import sys
+
+    listing = subprocess.Popen([sys.executable, "-m", "memrec.cli", "recommend", str(checkpoint), "--user", "196", "-k", "1600"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = listing.stdout.readline()
+    listing.stdout.close()  # as `head -1` does
+    err = listing.stderr.read().decode()
+    assert listing.wait(timeout=120) == 141 and first.startswith(b"top ")
+    assert "Traceback" not in err and "BrokenPipe" not in err
