@@ -56,3 +56,17 @@ def test_catalogue_ranks_are_pessimistic_and_mask_the_history():
     assert catalog.ranks(["q"], ["a"], exclude=[["b"]]).tolist() == [0]
     assert catalog.ranks(["q"], ["a"], exclude=[["a"]]).tolist() == [2]  # a masked target is a miss
     assert [h.item for h in catalog.search(["q"], k=3, exclude=[["a", "unknown"]])[0]] == ["b", "c"]
+
+
+def test_the_assistant_uses_the_evaluators_ndcg(toy_ranks=(0, 2, 99, 100, 999, 1000)):
+    """One NDCG in memrec: the assistant's metric and the GRPO reward's terms are memrec.train.evaluate's."""
+    import importlib
+
+    import numpy as np
+
+    grpo, metrics, evaluate = (importlib.import_module(f"memrec.{m}") for m in ("assist.grpo", "assist.metrics", "train.evaluate"))
+
+    assert metrics.ndcg_at is evaluate.ndcg_at and not hasattr(grpo, "ndcg_at")
+    assert ndcg_at(list(toy_ranks), 100) == pytest.approx(float(evaluate.user_ndcg(np.array(toy_ranks), 100).mean()))
+    assert ndcg_at(torch.tensor(toy_ranks), 1000) == pytest.approx((1 + 1 / math.log2(4) + 1 / math.log2(101) + 1 / math.log2(102) + 1 / math.log2(1001)) / 6)
+    assert ndcg_at([], 10) == 0.0

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,6 +50,7 @@ from memrec.assist.llm_reasoner import MalformedAnswerError, ideal_profile_messa
 from memrec.assist.types import prefill_of
 from memrec.encoders.common import require
 from memrec.errors import ConfigError
+from memrec.train.evaluate import user_ndcg
 
 _PROFILE_VALUE = re.compile(r'"ideal_item_profile"\s*:\s*"((?:[^"\\]|\\.)*)')
 
@@ -82,16 +82,6 @@ class RewardTerms:
 
     def total(self, weights: RewardWeights = RewardWeights()) -> float:
         return weights.format * self.format + weights.rec * (self.ndcg100 + self.ndcg1000) + weights.memory * self.memory
-
-
-def ndcg_at(rank: int, k: int) -> float:
-    """nDCG@k of one relevant item at 0-based ``rank``.
-
-    Example:
-        >>> ndcg_at(0, 100), round(ndcg_at(2, 100), 4), ndcg_at(100, 100)
-        (1.0, 0.5, 0.0)
-    """
-    return 1.0 / math.log2(rank + 2) if rank < k else 0.0
 
 
 def completion_text(completion) -> str:
@@ -165,17 +155,12 @@ def reward_terms(completions, targets, memory_ids, catalog, partial_credit: bool
     profiles = [answer.ideal_item_profile if answer else (salvage_profile(t) if partial_credit else "")
                 for t, (_, _, answer) in zip(texts, credits)]
     scored = [i for i, p in enumerate(profiles) if p]
-    ranks = {}
+    ndcg = {}  # answer -> (nDCG@100, nDCG@1000), the evaluator's per-rank NDCG
     if scored:
         masked = [list(exclude[i]) for i in scored] if exclude is not None else None
-        found = catalog.ranks([profiles[i] for i in scored], [targets[i] for i in scored], exclude=masked).tolist()
-        ranks = dict(zip(scored, found))
-    out = []
-    for i, (fmt, mem, answer) in enumerate(credits):
-        rank = ranks.get(i)
-        out.append(RewardTerms(fmt, ndcg_at(rank, 100) if rank is not None else 0.0, ndcg_at(rank, 1000) if rank is not None else 0.0,
-                               mem, answer is not None))
-    return out
+        found = catalog.ranks([profiles[i] for i in scored], [targets[i] for i in scored], exclude=masked).numpy()
+        ndcg = dict(zip(scored, zip(user_ndcg(found, 100).tolist(), user_ndcg(found, 1000).tolist())))
+    return [RewardTerms(fmt, *ndcg.get(i, (0.0, 0.0)), mem, answer is not None) for i, (fmt, mem, answer) in enumerate(credits)]
 
 
 def reward(completions, targets, memory_ids, catalog, weights: RewardWeights = RewardWeights(), partial_credit: bool = True,

@@ -8,7 +8,8 @@ extracts from training requests, their true items and similar wrong items, merge
 deduplicated over batches. Long texts are cut into chunks of at most ``chunk_words`` words.
 
 Every chunk is embedded once with the same sentence encoder as the catalogue; :meth:`MemoryIndex.retrieve`
-is the memory-retrieval tool of the assistant (top-k local chunks of one user by cosine similarity).
+is the memory-retrieval tool of the assistant (top-k local chunks of one user by cosine similarity,
+through :func:`memrec.memory.index.exact_search`: a user holds tens of chunks, where exact search is cheapest).
 An index is saved as plain files (``chunks.jsonl``, ``aspects.json``, ``histories.json``,
 ``vectors.pt``, ``meta.json``) and loaded back unchanged.
 """
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from memrec.assist.types import MemoryChunk, Query, Reasoner
 from memrec.errors import DataFormatError, MemrecError, UnknownUserError
+from memrec.memory.index import exact_search
 
 FORMAT = 1
 
@@ -173,9 +175,8 @@ class MemoryIndex:
         if not texts or k < 1:
             return []
         query = F.normalize(F.normalize(self.encode(list(texts)).float(), dim=-1).sum(0), dim=0)  # (D,)
-        scores = self.vectors[rows] @ query  # (n,)
-        order = sorted(range(len(rows)), key=lambda i: (-float(scores[i]), i))[:k]
-        return [self.local[int(rows[i])] for i in order]
+        best = exact_search(query.unsqueeze(0), self.vectors[rows], k, stable=True)[1][0]  # memrec's exact search; ties: earlier chunk
+        return [self.local[int(rows[i])] for i in best.tolist()]
 
     def _rows(self, user: str) -> torch.Tensor:
         try:

@@ -1,6 +1,7 @@
 """Metrics of the assistant: ranking (Recall, NDCG), memory contribution (MPC, MRC), efficiency, AUC.
 
-- ``recall_at(ranks, k)`` / ``ndcg_at(ranks, k)``: one target per request, 0-based pessimistic ranks.
+- ``recall_at(ranks, k)`` / ``ndcg_at(ranks, k)``: one target per request, 0-based pessimistic ranks
+  (``ndcg_at`` is :func:`memrec.train.evaluate.ndcg_at`, the evaluator's NDCG).
 - MPC (memory -> profile contribution) and MRC (memory -> recommendation contribution) are the
   paper's *heuristic* keyword-overlap scores: the share of the memories the reasoner declared useful
   that share at least one content word with the generated profile (MPC) or with the target item's
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from memrec.assist.deterministic import terms
+from memrec.train.evaluate import ndcg_at  # noqa: F401  (the one NDCG of memrec; the assistant's evaluation imports it from here)
 
 
 def recall_at(ranks: Sequence[int] | torch.Tensor, k: int) -> float:
@@ -26,20 +28,6 @@ def recall_at(ranks: Sequence[int] | torch.Tensor, k: int) -> float:
     """
     ranks = torch.as_tensor(ranks)
     return float((ranks < k).double().mean()) if len(ranks) else 0.0
-
-
-def ndcg_at(ranks: Sequence[int] | torch.Tensor, k: int) -> float:
-    """Mean NDCG@k with one relevant item: 1 / log2(rank + 2) inside the top ``k``, else 0.
-
-    Example:
-        >>> round(ndcg_at([0, 1, 10], 10), 4)  # (1 + 1/log2(3) + 0) / 3
-        0.5436
-    """
-    ranks = torch.as_tensor(ranks, dtype=torch.float64)
-    if not len(ranks):
-        return 0.0
-    gains = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks))
-    return float(gains.mean())
 
 
 def overlap_share(memories: Sequence[str], text: str) -> float | None:

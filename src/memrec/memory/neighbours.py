@@ -46,6 +46,7 @@ from torch import nn
 from memrec.data.batching import EvalBatch, eval_batches
 from memrec.data.split import EvalSet
 from memrec.config import NeighbourConfig
+from memrec.memory.index import IndexCache, SearchConfig
 
 
 def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
@@ -232,17 +233,18 @@ class NeighbourMemory(nn.Module):
         self.keys = F.normalize(keys.detach().float(), dim=1)[order]
         self.values, self.owners = values.to(torch.int64)[order], owners.to(torch.int64)[order]
 
+    search_config = SearchConfig()  # the index searches go through: exact torch below 10^6 entries, HNSW from there (memrec.memory.index)
+
     def search(self, queries: torch.Tensor, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` nearest entries of other users: queries (B, d), users (B,) -> cosine similarities
-        (B, k') and values (B, k', H), k' = min(k, M); missing slots have similarity -inf and values -1."""
-        sims = F.normalize(queries.float(), dim=1) @ self.keys.T  # (B, M): exact search
-        starts = torch.searchsorted(self.owners, users)
-        counts = torch.searchsorted(self.owners, users, right=True) - starts  # (B,) the user's own entries
-        rows = torch.repeat_interleave(torch.arange(len(users)), counts)
-        sims[rows, torch.repeat_interleave(starts - counts.cumsum(0) + counts, counts) + torch.arange(int(counts.sum()))] = float("-inf")
-        top = sims.topk(min(k, sims.size(1)), dim=1)
-        found = torch.isfinite(top.values)
-        return top.values, torch.where(found.unsqueeze(2), self.values[top.indices], -1)
+        (B, k') and values (B, k', H), k' = min(k, M); missing slots have similarity -inf and values -1.
+        Through the index ``search_config`` chooses (exact, a matmul and ``topk``, below 10^6 entries)."""
+        if not len(self):
+            return queries.new_zeros(len(users), 0), self.values.new_zeros(len(users), 0, self.values.size(1))
+        index = self.__dict__.setdefault("_index", IndexCache()).get(self.keys, self.search_config)  # ids: entry rows
+        starts, stops = torch.searchsorted(self.owners, users), torch.searchsorted(self.owners, users, right=True)  # own entries: one range
+        sims, rows = index.search_excluding(F.normalize(queries.float(), dim=1), k, starts, stops)
+        return sims, torch.where(rows.unsqueeze(2) >= 0, self.values[rows.clamp(min=0)], -1)
 
     def mix(self, logits: torch.Tensor, seen: torch.Tensor, queries: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """The model's scores (B, N + 1) mixed with the memory at the chosen setting (float64)."""

@@ -61,6 +61,16 @@ def user_ndcg(ranks: np.ndarray, k: int = 10) -> np.ndarray:
     return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
+def ndcg_at(ranks, k: int) -> float:
+    """Mean NDCG@k of 0-based ranks (a sequence, array or tensor; 0.0 for none): the mean of :func:`user_ndcg`.
+
+    Example:
+        >>> round(ndcg_at([0, 1, 10], 10), 4)  # (1 + 1/log2(3) + 0) / 3
+        0.5436
+    """
+    return float(user_ndcg(ranks, k).mean()) if len(ranks) else 0.0
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
     """HR, Recall, NDCG and MRR at each K from 0-based ranks.
 
@@ -74,7 +84,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
         hit = ranks < k
         out[f"hit@{k}"] = float(hit.mean()) if len(ranks) else 0.0
         out[f"recall@{k}"] = out[f"hit@{k}"]
-        out[f"ndcg@{k}"] = float(user_ndcg(ranks, k).mean()) if len(ranks) else 0.0
+        out[f"ndcg@{k}"] = ndcg_at(ranks, k)
         out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1), 0.0).mean()) if len(ranks) else 0.0
     return out
 
