@@ -28,9 +28,10 @@ def main() -> None:
     ckpt.config.data.data_dir = args.data_dir
     ds = load_dataset(ckpt.config.data)
     split = split_dataset(ds, ckpt.config.data.split)
-    cell = ckpt.model.memory
+    cell = ckpt.model.user_memory_cell()  # the served-state protocol: None for a model without a per-user memory
     if cell is None:
-        raise SystemExit(f"{args.checkpoint} has no memory")
+        raise SystemExit(f"drift_rates.py: error: {args.checkpoint} is a {ckpt.config.model} checkpoint without a per-user memory; "
+                         f"this benchmark measures a memory's drift: give a ur4rec-moe checkpoint with use_memory")
     train = [s for s in split.train[: args.users] if len(s)]
     items = torch.zeros(len(train), max(map(len, train)), dtype=torch.long)
     for r, s in enumerate(train):

@@ -50,13 +50,17 @@ def cmd_datasets(args) -> None:
 
 def build_run_config(args, extra: list[str]):
     from memrec.config import RunConfig, load_yaml
+    from memrec.errors import ConfigError
 
     config_path = args.config or (frozen_config(args.model or "sasrec", args.dataset or "ml-100k") if not args.no_frozen else None)
     raw = load_yaml(config_path) if config_path else {}
     if config_path:
         print(f"config: {config_path}", file=sys.stderr)
     if args.model and raw.get("model", args.model) != args.model:
-        raw = {k: v for k, v in raw.items() if k != "model_config"}  # another model's settings do not apply
+        if args.config:  # the user's own file: its model settings would be lost without a word
+            raise ConfigError(f"config {args.config} is for model {raw['model']}, not {args.model}: its model_config would not apply; "
+                              f"drop --model or give a {args.model} config")
+        raw = {k: v for k, v in raw.items() if k != "model_config"}  # another model's frozen settings do not apply
     raw.setdefault("data", {})
     if args.model:
         raw["model"] = args.model
@@ -74,7 +78,7 @@ def cmd_train(args, extra: list[str]) -> None:
     from memrec.train import train_and_evaluate
 
     config = build_run_config(args, extra)
-    metrics = train_and_evaluate(config, args.output, progress=None)
+    metrics = train_and_evaluate(config, args.output, progress=None, overwrite=args.overwrite)
     print(f"results in {args.output}/metrics.json (test ndcg@10 {metrics['test']['ndcg@10']:.4f})")
 
 
@@ -177,15 +181,44 @@ def cmd_serve(args, extra) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option's text with its default, unless the text already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    """Every parser below ``parser``, depth first."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield child
+                yield from _subparsers(child)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("memrec")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memrec", description="Memory-augmented sequential recommendation")
+    parser = argparse.ArgumentParser(prog="memrec", description="Memory-augmented sequential recommendation", formatter_class=DefaultsFormatter)
+    parser.add_argument("--version", action="version", version=f"memrec {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("datasets", help="list the registered data sets; describe them with --describe")
     p.add_argument("names", nargs="*", help="data set names or paths to describe")
     p.add_argument("--describe", action="store_true", help="load each data set and print its statistics")
-    p.add_argument("--data-dir")
-    p.add_argument("--format")
+    p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
+    p.add_argument("--format", help="atomic | atomic-split | s3rec | json | grouplens (default: detected from the files)")
 
     p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config")
     p.add_argument("--model", help=" | ".join(sorted(MODELS)))
@@ -197,32 +230,33 @@ def make_parser() -> argparse.ArgumentParser:
                    help="neighbours: build the neighbour memory (other users' training positions) after training and use it "
                         "if its validation gain is above noise; off: none (default: as the config says; frozen RAMRec configs: neighbours)")
     p.add_argument("--output", required=True, help="run folder for metrics.json, checkpoint.pt, curve.png, logs")
+    p.add_argument("--overwrite", action="store_true", help="replace the run an existing --output folder holds (default: refuse)")
 
     for name, help_text in (("evaluate", "full-ranking evaluation of a checkpoint"), ("recommend", "top-k items for a user")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("checkpoint")
+        p.add_argument("checkpoint", help="a checkpoint.pt, or the run folder holding it")
         p.add_argument("--memory", choices=("as-trained", "off"), default="as-trained",
                        help="off: the same weights without the checkpoint's neighbour memory (default: as-trained)")
         p.add_argument("--dataset", help="override the data set path stored in the checkpoint's config")
-        p.add_argument("--data-dir")
-        p.add_argument("--json", help="write the results as JSON" if name == "evaluate" else argparse.SUPPRESS,
+        p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
+        p.add_argument("--json", help="write the results as JSON to this file" if name == "evaluate" else "print the answer as JSON",
                        **({} if name == "evaluate" else {"action": "store_true"}))
         if name == "evaluate":
-            p.add_argument("--batch-size", type=int)
+            p.add_argument("--batch-size", type=int, help="users per evaluation batch; results do not depend on it (default: the config's)")
         else:
-            p.add_argument("--user")
+            p.add_argument("--user", help="a user id of the data set: their whole history is excluded and read")
             p.add_argument("--history", help="comma-separated item ids, instead of --user")
-            p.add_argument("-k", type=int, default=10)
+            p.add_argument("-k", type=int, default=10, help="how many items to list")
 
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
-    p.add_argument("runs", nargs="+")
+    p.add_argument("runs", nargs="+", help="run folders of `memrec train`")
     p.add_argument("--chart", help="PNG path for the validation curves")
 
     p = sub.add_parser("serve", help="run the online service (FastAPI) for a checkpoint")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint.pt, or the run folder holding it")
     p.add_argument("--store", default="memrec-state.db", help="state store: SQLite path (default memrec-state.db), redis://..., postgresql://...")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8000, help="port to bind")
     p.add_argument("--allowed-hosts", action="append", default=[], metavar="HOST[,HOST...]",
                    help="more names requests may carry in their Host header, besides --host, localhost, 127.0.0.1 and [::1] "
                         "(*.example.com; * for any); others are refused, against DNS rebinding")
@@ -232,14 +266,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--import-training-users", action="store_true",
                    help="at start, record each training user's history (from the checkpoint's data set) as their event log, "
                         "so they are known as in `memrec recommend --user`; users with a log are left alone (default: off)")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies are refused with 413")
     p.add_argument("--worker-threads", type=int, default=256,
                    help="threads for blocking handlers; an event reply holds one while it waits for its group commit (default 256)")
-    p.add_argument("--log-level", default="warning")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level: critical, error, warning, info, debug")
 
     from memrec.assist.cli import add_arguments as add_assist_arguments
 
     add_assist_arguments(sub.add_parser("assist", help="MR.Rec assistant: build-memory, ask, evaluate, train-rl, serve-llm"))
+    for subparsers in _subparsers(parser):  # every option of every subcommand says its default
+        subparsers.formatter_class = DefaultsFormatter
     return parser
 
 

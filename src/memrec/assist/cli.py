@@ -49,33 +49,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("build-memory", help="build and save local + global memory for the synthetic Scientific requests")
     common(p, memory_required=False)
     p.add_argument("--output", required=True, help="memory folder to write")
-    p.add_argument("--dataset", default="amazon-scientific")
+    p.add_argument("--dataset", default="amazon-scientific", help="data set whose users and items the requests come from")
     p.add_argument("--queries", type=int, default=1000, help="users (requests) to sample")
     p.add_argument("--train-queries", type=int, default=2000, help="requests of other users for the global memory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the request sampling")
 
     p = sub.add_parser("ask", help="answer one request for a user")
     common(p)
-    p.add_argument("--user", required=True)
-    p.add_argument("request")
+    p.add_argument("--user", required=True, help="a user id of the data set (their local memory is read)")
+    p.add_argument("request", help="what the user asks for, in words")
     p.add_argument("--category", help="scenario of the request (default: the top category of the closest items)")
-    p.add_argument("--setting", default="hierarchical", choices=("none", "naive", "static", "hierarchical"))
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--setting", default="hierarchical", choices=("none", "naive", "static", "hierarchical"), help="which memory the answer may read")
+    p.add_argument("-k", type=int, default=10, help="how many items to list")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     p = sub.add_parser("evaluate", help="memory-settings table on the stored requests, and TALLRec AUC")
     common(p)
     p.add_argument("--limit", type=int, help="evaluate only the first N stored requests")
-    p.add_argument("--settings", default="none,naive,static,hierarchical")
+    p.add_argument("--settings", default="none,naive,static,hierarchical", help="comma-separated memory settings to compare")
     p.add_argument("--tallrec", default="", help="TALLRec test.json (default: DATA_DIR/tallrec-movie/test.json); 'none' skips it")
-    p.add_argument("--tallrec-limit", type=int)
+    p.add_argument("--tallrec-limit", type=int, help="score only the first N TALLRec examples (default: all)")
     p.add_argument("--json", help="write the results here")
 
     for name, module, help_text in (("train-rl", "memrec.assist.grpo", "GRPO training of the LLM reasoner (TRL)"),
                                     ("serve-llm", "memrec.assist.llm.server", "an OpenAI-compatible server for a local LLM")):
         p = sub.add_parser(name, help=f"{help_text}; its options: memrec assist {name} --help", add_help=False)
         p.set_defaults(delegate=module, delegate_name=name)
-        p.add_argument("rest", nargs=argparse.REMAINDER)  # parsed by the module itself, imported only when used
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=f"its own options: memrec assist {name} --help")  # parsed by the module itself, imported only when used
 
 
 def run_delegate(module_name: str, name: str, argv: list[str]) -> int:
@@ -85,7 +85,9 @@ def run_delegate(module_name: str, name: str, argv: list[str]) -> int:
         add, main = module.add_arguments, module.run
     except (ImportError, AttributeError) as exc:
         raise MemrecError(f"`memrec assist {name}` needs {module_name}.add_arguments / run, which are not available ({exc})") from None
-    parser = argparse.ArgumentParser(prog=f"memrec assist {name}")
+    from memrec.cli import DefaultsFormatter
+
+    parser = argparse.ArgumentParser(prog=f"memrec assist {name}", formatter_class=DefaultsFormatter)
     add(parser)
     return int(main(parser.parse_args(argv)) or 0)
 

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -273,8 +274,28 @@ def _read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found")
-    with open(path, encoding=encoding) as handle:
-        lines = handle.readlines()
+    lines = io.StringIO(_decoded(path, path.read_bytes(), encoding), newline=None).readlines()  # as a text file reads
     if not any(line.strip() for line in lines):
         raise DataFormatError(path, "file is empty: expected at least a header or one data line")
     return lines
+
+
+def _decoded(path: Path, data: bytes, encoding: str) -> str:
+    """``data`` as text, or one DataFormatError naming the first byte that is not ``encoding`` text.
+
+    Example:
+        >>> _decoded(Path("x.inter"), b"u i\\n1 \\xff\\n", "utf-8")
+        Traceback (most recent call last):
+        ...
+        memrec.errors.DataFormatError: x.inter, line 2: byte 6 (0xff) is not utf-8 text; expected a utf-8 text file
+    """
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataFormatError(path, f"byte {e.start} (0x{data[e.start]:02x}) is not {encoding} text; expected a {encoding} text file",
+                              line=line) from None
+    if "\x00" in text:
+        raise DataFormatError(path, f"byte {data.index(0)} is a NUL byte: this is a binary file, expected {encoding} text",
+                              line=data[: data.index(0)].count(b"\n") + 1)
+    return text

@@ -14,6 +14,7 @@ import torch
 
 from memrec.config import RunConfig
 from memrec.data import load_dataset, split_dataset
+from memrec.errors import MemrecError
 from memrec.memory.neighbours import build_neighbours
 from memrec.models import build_model
 from memrec.runtime import keep_freed_memory
@@ -23,8 +24,34 @@ from memrec.train.report import format_table, metrics_rows, plot_curves
 from memrec.train.trainer import Trainer, seed_everything
 
 
-def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, progress: bool | None = None) -> dict:
+RUN_FILES = ("config.yaml", "checkpoint.pt", "metrics.json")  # what makes a folder a run's
+
+
+class RunFolderError(MemrecError, FileExistsError):
+    """The output folder already holds a run, and overwriting was not asked for."""
+
+
+def check_output(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """The run folder, refused if it holds another run's files (unless ``overwrite``) or is a file.
+
+    Example:
+        >>> import tempfile
+        >>> check_output(tempfile.mkdtemp()).is_dir()
+        True
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--output {out} is a file, expected a folder for the run")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not overwrite:
+        raise RunFolderError(f"{out} already holds a run ({', '.join(held)}); choose another --output or pass --overwrite")
+    return out
+
+
+def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, progress: bool | None = None, overwrite: bool = False) -> dict:
     """Train, keep the best validation checkpoint, evaluate it on validation and test, write results.
+    Config, data and model are checked before anything is written: a run that cannot start leaves
+    the folder as it was, and a folder holding another run is refused unless ``overwrite``.
 
     Example:
         >>> import tempfile
@@ -33,19 +60,18 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
         >>> metrics["epochs"], sorted(metrics["test"])[:2]
         (1, ['hit@10', 'hit@20'])
     """
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(output_dir, overwrite)
     torch.set_num_threads(config.train.threads)
     keep_freed_memory()
     seed_everything(config.train.seed)
-    config.save(out / "config.yaml")
-
     ds = load_dataset(config.data)
     split = split_dataset(ds, config.data.split, config.data.valid_fraction, config.data.test_fraction)
     log(ds.report())
     log(f"protocol: {split.protocol}; {len(split.valid)} validation and {len(split.test)} test users; full ranking over {ds.num_items} items")
     model = build_model(config.model, ds.num_items, config.data.max_len, config.model_config)
     model.prepare(ds, split)
+    out.mkdir(parents=True, exist_ok=True)  # everything checked: from here on the folder is this run's
+    config.save(out / "config.yaml")
     writer = _tensorboard(out / "tensorboard")
     trainer = Trainer(model, split, config, writer=writer, progress=progress)
     result = trainer.fit(log=log)

@@ -103,10 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``memrec assist serve-llm``."""
     parser.add_argument("--model", default="smollm2", help="'smollm2' (packaged SmolLM2-135M-Instruct) or a local Hugging Face folder")
     parser.add_argument("--name", default=None, help="model id reported by /v1/models (default: the model's name)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=8, help="requests generated together")
     return parser
 
 
