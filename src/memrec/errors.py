@@ -21,6 +21,15 @@ class DataFormatError(MemrecError, ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class NotTextError(DataFormatError):
+    """A data file is not text in the expected encoding: a binary file, or text in another encoding.
+
+    Example:
+        >>> str(NotTextError("x.inter", "byte 6 (0xff) is not utf-8 text", line=2))
+        'x.inter, line 2: byte 6 (0xff) is not utf-8 text'
+    """
+
+
 class DatasetNotFoundError(MemrecError, FileNotFoundError):
     """A data set name or path could not be resolved to files."""
 

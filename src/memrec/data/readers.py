@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from memrec.data.table import InteractionTable
-from memrec.errors import DataFormatError
+from memrec.errors import DataFormatError, NotTextError
 
 ATOMIC_TYPES = {"token", "token_seq", "float", "float_seq"}
 SPLIT_PARTS = ("train", "valid", "test")
@@ -271,31 +271,36 @@ def read_grouplens(folder: Path) -> InteractionTable:
 
 
 def _read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    lines = io.StringIO(_decoded(path, path.read_bytes(), encoding), newline=None).readlines()  # as a text file reads
+    lines = io.StringIO(read_text(path, encoding), newline=None).readlines()  # as a text file reads
     if not any(line.strip() for line in lines):
         raise DataFormatError(path, "file is empty: expected at least a header or one data line")
     return lines
 
 
-def _decoded(path: Path, data: bytes, encoding: str) -> str:
-    """``data`` as text, or one DataFormatError naming the first byte that is not ``encoding`` text.
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The text of a data file, checked once for every reader: a file that is missing, binary (NUL
+    bytes) or not ``encoding`` text is one :class:`~memrec.errors.DataFormatError` naming the file,
+    line and byte. A UTF-8 byte order mark is dropped.
 
     Example:
-        >>> _decoded(Path("x.inter"), b"u i\\n1 \\xff\\n", "utf-8")
-        Traceback (most recent call last):
-        ...
-        memrec.errors.DataFormatError: x.inter, line 2: byte 6 (0xff) is not utf-8 text; expected a utf-8 text file
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "x.inter"; _ = path.write_bytes(b"u i\\n1 \\xe9\\n")
+        >>> try:
+        ...     read_text(path)
+        ... except DataFormatError as e:
+        ...     print(e.line, str(e).split(": ", 1)[1])
+        2 byte 6 (0xe9) is not utf-8 text; expected a utf-8 text file
     """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    data = path.read_bytes()
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataFormatError(path, f"byte {e.start} (0x{data[e.start]:02x}) is not {encoding} text; expected a {encoding} text file",
-                              line=line) from None
+        raise NotTextError(path, f"byte {e.start} (0x{data[e.start]:02x}) is not {encoding} text; expected a {encoding} text file",
+                           line=data[: e.start].count(b"\n") + 1) from None
     if "\x00" in text:
-        raise DataFormatError(path, f"byte {data.index(0)} is a NUL byte: this is a binary file, expected {encoding} text",
-                              line=data[: data.index(0)].count(b"\n") + 1)
-    return text
+        at = data.index(0)
+        raise NotTextError(path, f"byte {at} is a NUL byte: this is a binary file, expected {encoding} text", line=data[:at].count(b"\n") + 1)
+    return text.removeprefix("\ufeff")
