@@ -5,6 +5,8 @@ a benchmark given a model it cannot use says what it needs."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +44,18 @@ def test_a_failed_run_leaves_an_existing_run_folder_as_it_was(run_dir, tmp_path,
     assert {f.name: f.read_bytes() for f in run_dir.iterdir() if f.is_file()} == before
 
 
-def test_a_run_folder_is_not_overwritten_without_overwrite(run_dir, shared_data, capsys):
-    assert main(["train", "--model", "gru4rec", "--dataset", "ml-100k", "--data-dir", str(shared_data), "--output", str(run_dir), *TINY]) == 2
+def test_a_run_folder_is_not_overwritten_without_overwrite(run_dir, shared_data, tmp_path, capsys):
+    out = tmp_path / "gru"
+    shutil.copytree(run_dir, out)
+    before = (out / "config.yaml").read_bytes()
+    again = ["train", "--model", "gru4rec", "--dataset", "ml-100k", "--data-dir", str(shared_data), "--output", str(out), *TINY, "--train.seed=7"]
+    assert main(again) == 2
     err = one_line_error(capsys, "memrec train: error: ")
-    assert f"{run_dir} already holds a run (config.yaml, checkpoint.pt, metrics.json); choose another --output or pass --overwrite" in err
+    assert f"{out} already holds a run (config.yaml, checkpoint.pt, metrics.json); choose another --output or pass --overwrite" in err
+    assert (out / "config.yaml").read_bytes() == before
+    assert main([*again, "--overwrite"]) == 0  # replaced: the new run's config, one run's curves
+    assert "seed: 7" in (out / "config.yaml").read_text() and json.loads((out / "metrics.json").read_text())["seed"] == 7
+    assert len(list((out / "tensorboard").glob("events.*"))) == 1
 
 
 @pytest.mark.parametrize("content, where", [(b"196 242\n186 \xe9t\xe9\n", "line 2: byte 12 (0xe9) is not utf-8 text"),
@@ -75,14 +85,19 @@ def all_options():
                 yield sub, action
 
 
-def test_every_option_of_every_subcommand_says_what_it_is_and_its_default():
+def test_every_option_of_every_subcommand_says_what_it_is_and_its_default(capsys):
     options = list(all_options())
     assert len(options) > 60
-    missing = [f"{sub.prog} {action.dest}" for sub, action in options if not action.help or action.help == argparse.SUPPRESS]
+    missing = [f"{sub.prog} {action.dest}" for sub, action in options if not (action.help or "").strip() or action.help == argparse.SUPPRESS]
     assert missing == []
-    for sub, action in options:
+    for sub, action in options:  # the text `--help` shows: the value, or where the author wrote the default out, their words
         if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
-            assert "default" in sub.formatter_class(sub.prog)._get_help_string(action), f"{sub.prog} {action.dest}"
+            shown = sub.formatter_class(sub.prog)._expand_help(action)
+            expected = "default" if "default" in action.help else f"(default: {action.default})"
+            assert expected in shown, f"{sub.prog} {action.option_strings}: {shown}"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "port to bind (default: 8000)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_version(capsys):
@@ -100,8 +115,17 @@ def test_a_config_of_another_model_is_refused(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_benchmark_given_a_model_it_cannot_use_says_what_it_needs(run_dir, shared_data):
-    done = subprocess.run([sys.executable, "benchmarks/drift_rates.py", str(run_dir / "checkpoint.pt"),
-                           "--data-dir", str(shared_data)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "is a gru4rec checkpoint without a per-user memory; this benchmark measures a memory's drift" in done.stderr
+@pytest.mark.parametrize("script, model, needs", [
+    ("drift_rates.py", "gru4rec", "needs a per-user memory with a drift trigger (use_memory: true): give a ur4rec-moe checkpoint"),
+    ("ramrec_memory.py", "gru4rec", "needs RAMRec's own bank, which it switches on and off: give a ramrec checkpoint"),
+    ("eval_precision.py", "ur4rec-moe", "needs a model that ranks through encode_last, which it runs in bfloat16"),
+    ("audit_ml100k.py", "ur4rec-moe", "needs a model that reads only the history, no per-user state")])
+def test_a_benchmark_given_a_model_it_cannot_use_says_what_it_needs(script, model, needs, run_dir, shared_data, tmp_path):
+    from memrec.serve.testing import tiny_checkpoint
+
+    checkpoint = run_dir / "checkpoint.pt" if model == "gru4rec" else tiny_checkpoint(tmp_path / "m.pt", model, ["[PAD]", "1", "2"])
+    flag = ["--checkpoint"] if script == "ramrec_memory.py" else []
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", *flag, str(checkpoint), "--data-dir", str(shared_data)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"{script}: error: {checkpoint} is a {model} checkpoint; this benchmark {needs}")

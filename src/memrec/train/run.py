@@ -7,6 +7,7 @@ table) and ``tensorboard/`` logs.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
     model = build_model(config.model, ds.num_items, config.data.max_len, config.model_config)
     model.prepare(ds, split)
     out.mkdir(parents=True, exist_ok=True)  # everything checked: from here on the folder is this run's
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a replaced run's curves would mix with this one's
     config.save(out / "config.yaml")
     writer = _tensorboard(out / "tensorboard")
     trainer = Trainer(model, split, config, writer=writer, progress=progress)
