@@ -38,12 +38,13 @@ def main() -> None:
     p.add_argument("--data-dir", default="../shared/data")
     args = p.parse_args()
 
-    from memrec.train.checkpoint import load_checkpoint
+    from bench_common import require_model
     from memrec.data.batching import make_eval_batch
+    from memrec.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
-    if ckpt.config.model not in ("sasrec", "gru4rec"):
-        raise SystemExit(f"{ckpt.config.model} keeps per-user state; this audit covers history-only models (sasrec, gru4rec)")
+    require_model(args.checkpoint, ckpt.config, "sasrec", "gru4rec",
+                  needs="a model that reads only the history, no per-user state, as it ranks the raw file's histories alone")
     model, max_len = ckpt.model.eval(), ckpt.config.data.max_len
     index = {item: i for i, item in enumerate(ckpt.item_ids)}  # 0 = padding
     sequences = raw_sequences(Path(args.data_dir) / "ml-100k" / "ml-100k.inter")

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -102,9 +103,27 @@ def subset_split(split: Split, users: np.ndarray, protocol: str) -> Split:
     return Split(train, valid, test, protocol)
 
 
-def load_run(checkpoint: str | Path, data_dir: str | None = None):
-    """Model (eval mode), config, data set and split of a ``memrec train`` checkpoint."""
+def require_model(checkpoint: str | Path, config: RunConfig, *names: str, needs: str) -> None:
+    """Stop with one line (exit 1) unless the checkpoint's model is one of ``names``: the ones that have
+    what the benchmark ``needs``. Another model would fail later with an AttributeError, or measure nothing.
+
+    Example:
+        >>> require_model("r/checkpoint.pt", RunConfig.from_dict({"model": "gru4rec"}), "ramrec", needs="RAMRec's memories")
+        Traceback (most recent call last):
+        ...
+        SystemExit: ...: error: r/checkpoint.pt is a gru4rec checkpoint; this benchmark needs RAMRec's memories: give a ramrec checkpoint
+    """
+    if config.model not in names:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {checkpoint} is a {config.model} checkpoint; this benchmark needs {needs}: "
+                         f"give a {' or '.join(names)} checkpoint")
+
+
+def load_run(checkpoint: str | Path, data_dir: str | None = None, models: tuple[str, ...] = (), needs: str = ""):
+    """Model (eval mode), config, data set and split of a ``memrec train`` checkpoint; with ``models``,
+    refused first (:func:`require_model`) unless it is one of them."""
     ckpt = load_checkpoint(checkpoint)
+    if models:
+        require_model(checkpoint, ckpt.config, *models, needs=needs)
     data = ckpt.config.data
     if data_dir is not None:
         data.data_dir = data_dir

@@ -20,18 +20,20 @@ def main() -> None:
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.6, 0.9, 1.0, 1.1, 1.2])
     args = p.parse_args()
     torch.set_num_threads(1)
+    from bench_common import require_model
     from memrec.data import load_dataset, split_dataset
     from memrec.memory.user_memory import UpdateTrigger
     from memrec.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
+    needs = "a per-user memory with a drift trigger (use_memory: true)"
+    require_model(args.checkpoint, ckpt.config, "ur4rec-moe", needs=needs)
+    cell = ckpt.model.user_memory_cell()  # None: a ur4rec-moe trained without its memory
+    if cell is None:
+        raise SystemExit(f"drift_rates.py: error: {args.checkpoint} is a ur4rec-moe checkpoint without its memory; this benchmark needs {needs}")
     ckpt.config.data.data_dir = args.data_dir
     ds = load_dataset(ckpt.config.data)
     split = split_dataset(ds, ckpt.config.data.split)
-    cell = ckpt.model.user_memory_cell()  # the served-state protocol: None for a model without a per-user memory
-    if cell is None:
-        raise SystemExit(f"drift_rates.py: error: {args.checkpoint} is a {ckpt.config.model} checkpoint without a per-user memory; "
-                         f"this benchmark measures a memory's drift: give a ur4rec-moe checkpoint with use_memory")
     train = [s for s in split.train[: args.users] if len(s)]
     items = torch.zeros(len(train), max(map(len, train)), dtype=torch.long)
     for r, s in enumerate(train):

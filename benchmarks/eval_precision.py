@@ -28,11 +28,14 @@ def main() -> None:
     p.add_argument("--data-dir", default="../shared/data")
     args = p.parse_args()
     torch.set_num_threads(1)
+    from bench_common import require_model
     from memrec.data import load_dataset, split_dataset
     from memrec.train.checkpoint import load_checkpoint
     from memrec.train.evaluate import metrics_from_ranks, rank_evalset
 
     ckpt = load_checkpoint(args.checkpoint)
+    require_model(args.checkpoint, ckpt.config, "sasrec", "gru4rec", "memory-moe",
+                  needs="a model that ranks through encode_last, which it runs in bfloat16 (others would compare float32 with itself)")
     ckpt.config.data.data_dir = args.data_dir
     split = split_dataset(load_dataset(ckpt.config.data), ckpt.config.data.split)
     model, max_len = ckpt.model.eval(), ckpt.config.data.max_len

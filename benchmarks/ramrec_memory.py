@@ -122,9 +122,7 @@ def epoch_costs(config: RunConfig, num_items: int, split, log=print) -> dict:
 
 def run(checkpoint: str | Path, data_dir: str | None = None, batch_size: int = 256, epoch_cost: bool = False, single_users: int = 200,
         log=print) -> dict:
-    model, config, ds, split = load_run(checkpoint, data_dir)
-    if config.model != "ramrec":
-        raise SystemExit(f"{checkpoint} is a {config.model!r} checkpoint; this benchmark reads RAMRec's memories")
+    model, config, ds, split = load_run(checkpoint, data_dir, models=("ramrec",), needs="RAMRec's own bank, which it switches on and off")
     max_len = config.data.max_len
     copies = variants(model)
     ranks = {name: rank_evalset(m, split.test, max_len, batch_size) for name, m in copies.items()}

@@ -220,9 +220,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
     p.add_argument("--format", help="atomic | atomic-split | s3rec | json | grouplens (default: detected from the files)")
 
-    p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config")
-    p.add_argument("--model", help=" | ".join(sorted(MODELS)))
-    p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path")
+    p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config",
+                       description="Train and evaluate a model. Further --section.key=value arguments override the config, "
+                                   "e.g. --train.epochs=50 --model_config.hidden_size=64.")
+    p.add_argument("--model", help=" | ".join(sorted(MODELS)) + " (default: the config's model, else sasrec)")
+    p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path (default: the config's data set, else ml-100k)")
     p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
     p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")
     p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
