@@ -54,8 +54,6 @@ def build_run_config(args, extra: list[str]):
 
     config_path = args.config or (frozen_config(args.model or "sasrec", args.dataset or "ml-100k") if not args.no_frozen else None)
     raw = load_yaml(config_path) if config_path else {}
-    if config_path:
-        print(f"config: {config_path}", file=sys.stderr)
     if args.model and raw.get("model", args.model) != args.model:
         if args.config:  # the user's own file: its model settings would be lost without a word
             raise ConfigError(f"config {args.config} is for model {raw['model']}, not {args.model}: its model_config would not apply; "
@@ -71,7 +69,10 @@ def build_run_config(args, extra: list[str]):
     config = RunConfig.from_dict(raw)
     if args.memory:  # the flag wins over the config file; --memory.neighbours.* overrides still apply after it
         config.memory.neighbours.enabled = args.memory == "neighbours"
-    return config.with_overrides(extra)
+    config = config.with_overrides(extra)
+    if config_path:  # said once the config is valid: a refused one is the error's one line
+        print(f"config: {config_path}", file=sys.stderr)
+    return config
 
 
 def cmd_train(args, extra: list[str]) -> None:
