@@ -130,3 +130,11 @@ def test_a_benchmark_given_a_model_it_cannot_use_says_what_it_needs(script, mode
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"{script}: error: {checkpoint} is a {model} checkpoint; this benchmark {needs}")
+
+
+def test_a_config_file_that_is_not_text_is_one_line(tmp_path, capsys):
+    config = tmp_path / "binary.yaml"
+    config.write_bytes(b"model: sasrec\n\xff\xfe\x00")
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}, line 2: byte 14 (0xff) is not utf-8 text" in err and "Traceback" not in err
