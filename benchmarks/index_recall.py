@@ -42,6 +42,7 @@ import copy
 import gc
 import json
 import math
+import resource
 import sys
 import time
 from dataclasses import asdict, replace
@@ -55,6 +56,16 @@ from bench_common import RESULTS, load_run, markdown_table, paired_ci, write_rep
 from memrec.data.batching import eval_batches
 from memrec.memory.index import ApproximateConfig, SearchConfig, index_of
 from memrec.train.evaluate import metrics_from_ranks, rank_evalset, user_ndcg
+
+
+TRAIN_COMMAND = ("OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data memrec train --model sasrec --dataset beauty "
+                 "--output runs/sasrec-beauty-index --train.epochs=20 --memory.neighbours.enabled=true")
+NOTES = ["the keys: the neighbour memory (131,413 entries) of a SASRec trained with TRAIN_COMMAND (frozen Beauty config capped at "
+         "20 epochs, best epoch 18 of 20) and tuned on validation with the exact index",
+         "1e6 and 1e7 entries are the real keys plus perturbed copies (cosine to the original about the real median nearest-neighbour "
+         "cosine), owned by new users; copies crowd the exact top-k (distinct_real_in_exact_top*)",
+         "recall@k is tie-aware (real keys repeat); id_recall@k counts the exact top-k's ids only",
+         "one thread for search and build, on a 2-core machine shared with other work: QPS are comparable within this run"]
 
 
 def noise_for(keys: torch.Tensor, owners: torch.Tensor, sample: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -119,6 +130,17 @@ def queries_per_second(index, queries, lo, hi, k: int, batch: int, min_seconds: 
     return done / (time.perf_counter() - tic)
 
 
+def release() -> None:
+    """Collect garbage and give freed heap back to the system (glibc), so one size's indexes do not stay in the next one's peak."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def variants(nprobes, efs) -> list[tuple[str, ApproximateConfig | None]]:
     out = [("torch", None), ("faiss", None)]
     out += [("ivf", ApproximateConfig(nprobe=p)) for p in nprobes]
@@ -126,16 +148,19 @@ def variants(nprobes, efs) -> list[tuple[str, ApproximateConfig | None]]:
     return out
 
 
-def measure_size(keys, owners, queries, users, ks, nprobes, efs, batch: int, min_seconds: float, label: str, log=print) -> list[dict]:
+def measure_size(keys, owners, queries, users, ks, nprobes, efs, batch: int, min_seconds: float, label: str, real: int | None = None,
+                 log=print) -> list[dict]:
     """Rows of one size: exact torch first (the reference), then FAISS flat, IVF and HNSW (each built once,
-    swept over its search parameter)."""
+    swept over its search parameter). ``real``: the number of real keys the larger sizes copy; the exact
+    row then says how many distinct real entries the exact top-k holds (copies crowd the top-k)."""
     lo, hi = torch.searchsorted(owners, users), torch.searchsorted(owners, users, right=True)
     rows, exact = [], {}
     built: dict[str, tuple] = {}
     for backend, params in variants(nprobes, efs):
         if backend not in built:
+            index = None  # the previous index goes before the next is built: one index beside the keys at a time
             built.clear()
-            gc.collect()
+            release()
             tic = time.perf_counter()
             index = index_of(keys, backend, params=params)
             built[backend] = (index, time.perf_counter() - tic)
@@ -152,6 +177,8 @@ def measure_size(keys, owners, queries, users, ks, nprobes, efs, batch: int, min
             seconds = time.perf_counter() - tic
             if backend == "torch":
                 exact[k] = scores, found
+                if real:
+                    row[f"distinct_real_in_exact_top{k}"] = round(float(np.mean([len(set((f % real).tolist())) for f in found])), 1)
             row[f"recall@{k}"] = round(recall(found, queries, keys, exact[k][0]), 4)
             row[f"id_recall@{k}"] = round(id_recall(found, exact[k][1]), 4)
             assert not ((found >= 0) & (owners[found.clamp(min=0)] == users.unsqueeze(1))).any(), "an own entry was returned"
@@ -159,8 +186,9 @@ def measure_size(keys, owners, queries, users, ks, nprobes, efs, batch: int, min
                                     queries_per_second(index, queries, lo, hi, k, batch, min_seconds), 1)
         rows.append(row)
         log(f"  {row}")
+    index = None
     built.clear()
-    gc.collect()
+    release()
     return rows
 
 
@@ -213,7 +241,7 @@ def table(report: dict) -> str:
 
 def run(run_dir: str, sizes=("real", 1_000_000, 10_000_000), queries: int = 2000, batch: int = 256, ks=(32, 128), nprobes=(8, 16, 64),
         efs=(128, 256, 512), noise: str | float = "auto", min_seconds: float = 1.0, ndcg: bool = True, data_dir: str | None = None,
-        seed: int = 0, log=print) -> dict:
+        seed: int = 0, save: str | Path | None = None, log=print) -> dict:
     model, config, _, split = load_run(Path(run_dir) / "checkpoint.pt" if Path(run_dir).is_dir() else run_dir, data_dir)
     memory = model.neighbours
     keys, owners = memory.keys, memory.owners
@@ -224,6 +252,7 @@ def run(run_dir: str, sizes=("real", 1_000_000, 10_000_000), queries: int = 2000
     pick = torch.randperm(len(users), generator=torch.Generator().manual_seed(seed))[:queries]
     users, states = users[pick], F.normalize(states[pick], dim=1)
     report = {"command": "OMP_NUM_THREADS=1 MEMREC_DATA_DIR=../shared/data python " + " ".join(sys.argv), "run": str(run_dir),
+              "train_command": TRAIN_COMMAND, "notes": NOTES,
               "threads": torch.get_num_threads(), "queries": len(users), "batch": batch, "real_entries": len(memory), "dim": keys.size(1),
               "noise_sigma": sigma, "real_median_nearest_cosine": nearest, "seed": seed,
               "keys_note": "'real': the trained model's memory; larger sizes: the real keys plus perturbed copies owned by new users",
@@ -236,9 +265,12 @@ def run(run_dir: str, sizes=("real", 1_000_000, 10_000_000), queries: int = 2000
             big, own = replicate(keys, owners, int(size), sigma, seed)
             label = "real + perturbed copies"
         log(f"{len(big):,} entries")
-        report["rows"] += measure_size(big, own, states, users, ks, nprobes, efs, batch, min_seconds, label, log)
+        report["rows"] += measure_size(big, own, states, users, ks, nprobes, efs, batch, min_seconds, label, len(keys), log)
         del big, own
-        gc.collect()
+        release()
+        report.setdefault("peak_rss_gib", {})[str(size)] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
+        if save is not None:
+            write_report(report, save)  # after each size: a long run keeps what it has measured
     if ndcg:
         log("test NDCG@10 by backend")
         report["ndcg"] = ndcg_by_backend(model, split.test, config.data.max_len, nprobes, efs, config.train.eval_batch_size, log)
@@ -264,7 +296,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [s if s == "real" else int(float(s)) for s in args.sizes]
     report = run(args.run, sizes, args.queries, args.batch, tuple(args.ks), tuple(args.nprobes), tuple(args.efs),
-                 args.noise if args.noise == "auto" else float(args.noise), ndcg=not args.no_ndcg, data_dir=args.data_dir)
+                 args.noise if args.noise == "auto" else float(args.noise), ndcg=not args.no_ndcg, data_dir=args.data_dir, save=args.json)
     print(table(report))
     print(f"wrote {write_report(report, args.json)}")
 

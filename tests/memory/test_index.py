@@ -89,6 +89,9 @@ def test_faiss_requested_but_missing_is_a_clear_error(monkeypatch):
     with pytest.raises(FaissMissingError, match="pip install"):
         make_index(4, backend="faiss")
     assert make_index(4, backend="auto", expected_size=10 * vi.FAISS_THRESHOLD).backend == "torch"
+    assert vi.SearchConfig().choose(10 * vi.APPROXIMATE_THRESHOLD) == "torch"  # "auto" stays exact without FAISS
+    with pytest.raises(FaissMissingError, match="'ivf' backend"):
+        vi.index_of(torch.eye(2), "ivf")
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine"])
@@ -256,9 +259,11 @@ def test_settings_are_validated_and_auto_switches_at_the_threshold():
         vi.SearchConfig(backend="annoy")
     with pytest.raises(VectorIndexError, match="approximate"):
         vi.SearchConfig(approximate="torch")
-    config = vi.SearchConfig(approximate_from=1_000, approximate="ivf")
-    assert (config.choose(999), config.choose(1_000), vi.SearchConfig(backend="faiss").choose(10**8)) == ("torch", "ivf", "faiss")
+    config = vi.SearchConfig(approximate_from=1_000, approximate="hnsw")
+    approximate = "hnsw" if vi.faiss_available() else "torch"
+    assert (config.choose(999), config.choose(1_000), vi.SearchConfig(backend="faiss").choose(10**8)) == ("torch", approximate, "faiss")
     assert vi.SearchConfig().choose(vi.APPROXIMATE_THRESHOLD - 1) == "torch"
+    assert vi.SearchConfig().choose(vi.APPROXIMATE_THRESHOLD) == ("ivf" if vi.faiss_available() else "torch")  # the default: IVF from 10^6
     assert vi.ApproximateConfig().lists(100) == 2 and vi.ApproximateConfig().lists(10) == 1  # at least 39 training points a cell
     with pytest.raises(VectorIndexError, match="one id range per query"):
         vi.index_of(torch.eye(3)).search_excluding(torch.eye(3), 1, torch.zeros(2), torch.zeros(2))

@@ -233,7 +233,7 @@ class NeighbourMemory(nn.Module):
         self.keys = F.normalize(keys.detach().float(), dim=1)[order]
         self.values, self.owners = values.to(torch.int64)[order], owners.to(torch.int64)[order]
 
-    search_config = SearchConfig()  # the index searches go through: exact torch below 10^6 entries, HNSW from there (memrec.memory.index)
+    search_config = SearchConfig()  # the index searches go through: exact torch below 10^6 entries, FAISS IVF from there (memrec.memory.index)
 
     def search(self, queries: torch.Tensor, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` nearest entries of other users: queries (B, d), users (B,) -> cosine similarities
