@@ -54,3 +54,11 @@ def test_ramrecs_old_neighbour_keys_are_read_as_the_memory_section():
     assert not off.memory.neighbours.enabled
     assert not RunConfig.from_dict({"model": "ramrec"}).memory.neighbours.enabled  # new configs: off unless asked
     assert RunConfig.from_dict(old.to_dict()) == old  # saved in the new layout, read back the same
+
+
+def test_an_old_style_override_reaches_the_memory_section():
+    from memrec.config import RunConfig
+
+    base = RunConfig.from_dict({"model": "ramrec", "memory": {"neighbours": {"enabled": True}}})
+    assert base.with_overrides(["model_config.neighbour_confidence=0"]).memory.neighbours.confidence == 0.0
+    assert not base.with_overrides(["model_config.neighbours=false"]).memory.neighbours.enabled

@@ -179,11 +179,12 @@ def _moved_neighbour_keys(raw: dict) -> dict:
     if not isinstance(model_config, dict) or not any(k == "neighbours" or k.startswith("neighbour_") for k in model_config):
         return raw
     model_config = dict(model_config)
-    moved = {"enabled": True}  # RAMRec built its neighbour memory unless told not to
-    moved |= {"enabled" if k == "neighbours" else k[len("neighbour_"):]: model_config.pop(k)
-              for k in list(model_config) if k == "neighbours" or k.startswith("neighbour_")}
+    moved = {"enabled" if k == "neighbours" else k[len("neighbour_"):]: model_config.pop(k)
+             for k in list(model_config) if k == "neighbours" or k.startswith("neighbour_")}
     memory = dict(raw.get("memory") or {})
-    memory["neighbours"] = {**moved, **(memory.get("neighbours") or {})}
+    # RAMRec built its neighbour memory unless told not to; a key named the old way (an old file, or an
+    # override such as --model_config.neighbour_confidence=0) wins over the section it joins
+    memory["neighbours"] = {"enabled": True, **(memory.get("neighbours") or {}), **moved}
     return {**raw, "model_config": model_config, "memory": memory}
 
 
