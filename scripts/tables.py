@@ -1,0 +1,381 @@
+#!/usr/bin/env python
+"""The result tables of README.md and docs/*.md, built from committed JSON: benchmarks/results/*.json,
+and benchmarks/results/runs.json for training runs (runs/ is not committed).
+
+Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in exactly one file, so every
+figure has one home (its JSON) and one place in the docs.
+
+    python scripts/tables.py          # rewrite the tables in place
+    python scripts/tables.py --check  # exit 1, naming them, if tables differ from what the JSON gives
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKED = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+DATA = {"ml-100k": "ML-100K", "beauty": "Beauty", "sports": "Sports", "amazon-scientific": "Scientific"}
+MODEL = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "ramrec": "RAMRec", "ur4rec-moe": "UR4Rec-MoE-Memory",
+         "memory-moe": "Memory-Enhanced MoE"}
+TABLES = {}
+
+
+@cache
+def J(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def run(run_id: str) -> dict:
+    return J("runs")["runs"][run_id]
+
+
+def f(x, d: int = 4) -> str:
+    """A figure: a number to d decimals, rounded half up as written (4.05 -> 4.1), {mean, std} as
+    'mean ± std', anything else as it is."""
+    if isinstance(x, dict):
+        return f"{f(x['mean'], d)} ± {f(x['std'], d)}" if x.get("std") is not None else f(x["mean"], d)
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return str(Decimal(repr(x)).quantize(Decimal(1).scaleb(-d), ROUND_HALF_UP))
+    return str(x)
+
+
+def signed(x: float, d: int) -> str:
+    return ("-" if x < 0 else "+") + f(abs(x), d)
+
+
+def pct(new: float, old: float) -> str:
+    return signed(100 * (new / old - 1), 1) + "%"
+
+
+def ci(pair, d: int = 4) -> str:
+    return f"[{signed(pair[0], d)}, {signed(pair[1], d)}]"
+
+
+def nh(test: dict) -> str:
+    """NDCG@10 / HR@10 of a run's test metrics (HR left out when the run reported none)."""
+    return f(test["ndcg@10"]) + (f" / {f(test['hit@10'])}" if "hit@10" in test else "")
+
+
+def md(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
+
+
+def table(fn):
+    TABLES[fn.__name__] = fn
+    return fn
+
+
+def neighbours_summary(dataset: str, model: str) -> dict:
+    return next(s for s in J("neighbours-every-model")["summary"] if s["dataset"] == dataset and s["model"] == model)
+
+
+@table
+def headline():
+    rows = []
+    for ds in ("beauty", "sports", "ml-100k"):
+        cells = [run(f"sasrec-{ds}")["test"], None, run(f"ramrec-{ds}")["test"]]
+        gain = "not run"
+        if ds != "ml-100k":
+            s = neighbours_summary(ds, "sasrec")
+            cells[1] = {k: s["test_with"][k]["mean"] for k in ("ndcg@10", "hit@10")}
+            gain = f"{pct(s['test_with']['ndcg@10']['mean'], s['test_without']['ndcg@10']['mean'])} {ci(s['test_ndcg@10_gain_ci95'])}"
+        best = max(c["ndcg@10"] for c in cells if c)
+        shown = [("**" + nh(c).replace(" / ", "** / ", 1) if c["ndcg@10"] == best else nh(c)) if c else "not run" for c in cells]
+        if not run(f"ramrec-{ds}")["neighbour_memory"]["used"]:
+            shown[2] += " (memory not used: gain within noise)"
+        rows.append([DATA[ds], *shown, gain])
+    return md(["data set", "SASRec", "SASRec + neighbour memory", "RAMRec (own banks + neighbour memory)",
+               "neighbour memory's gain on SASRec, paired 95% interval"], rows)
+
+
+@table
+def frozen():
+    order = list(DATA), list(MODEL)
+    ids = sorted((k for k, r in J("runs")["runs"].items() if "frozen_config" in r),
+                 key=lambda k: (order[0].index(run(k)["dataset"]), order[1].index(run(k)["model"])))
+    rows = [[DATA[r["dataset"]], MODEL[r["model"]], f(r["test"]["ndcg@10"]), f(r["test"]["hit@10"]), f(r["valid"]["ndcg@10"]),
+             f"{r['epochs']} ({r['best_epoch']})", f(r["seconds_per_epoch"], 1), f"`{r['command']}`"] for r in map(run, ids)]
+    return md(["data set", "model", "test NDCG@10", "test HR@10", "valid NDCG@10", "epochs (best)", "s / epoch", "command"], rows)
+
+
+def seeds_table(rows: list[tuple[str, str]], time: bool = False) -> str:
+    out = []
+    for label, run_id in rows:
+        r = run(run_id)
+        out.append([label, len(r["seeds"]), f(r["test"]["ndcg@10"]), f(r["test"]["hit@10"])] + ([f(r.get("seconds_per_epoch", "-"), 1)] if time else []))
+    return md(["model", "seeds", "test NDCG@10", "test HR@10"] + (["s / epoch"] if time else []), out)
+
+
+@table
+def ml100k_memory():
+    u = "ur4rec-moe-ml-100k/"
+    return seeds_table([
+        ("SASRec", "sasrec-ml-100k/3-seeds"),
+        ("RAMRec (the default: its neighbour memory is built but not used, its validation gain being within noise)", "ramrec-ml-100k/3-seeds"),
+        ("RAMRec, neighbour memory used whatever its validation gain (`--memory.neighbours.confidence=0`)", "ramrec-ml-100k/confidence-0/3-seeds"),
+        ("UR4Rec-MoE, ID + text, memory every 10 interactions", u + "3-seeds"),
+        ("UR4Rec-MoE, ID + text, no memory (`use_memory=false`)", u + "no-memory/3-seeds"),
+        ("UR4Rec-MoE, ID + text, memory every interaction (`interaction_threshold=1`)", u + "every-interaction/3-seeds"),
+        ("UR4Rec-MoE, ID + text, memory on drift (`update_trigger=drift_threshold drift_threshold=1.0`)", u + "drift-1.0"),
+        ("UR4Rec-MoE, ID + text, memory every day of data time (`update_trigger=time_based time_period=86400`)", u + "time-based/3-seeds"),
+        ("UR4Rec-MoE, ID only, memory every 10 (`modalities=[id]`)", u + "id-only"),
+        ("UR4Rec-MoE, ID only, no memory", u + "id-only-no-memory"),
+        ("UR4Rec-MoE, text only (titles, years, genres), memory every 10 (`modalities=[text]`)", u + "text-only/3-seeds"),
+        ("UR4Rec-MoE, ID + text, window of 10 (`--data.max_len=10`), memory every 10", u + "window-10/3-seeds"),
+        ("UR4Rec-MoE, ID + text, window of 10, no memory", u + "window-10-no-memory/3-seeds"),
+        ("RAMRec, fixed K = 10 (`fixed_k=10`, `--memory off`)", "ramrec-ml-100k/fixed-k-10/3-seeds"),
+        ("RAMRec, the public code's behaviour (`public_code_mode=true`, `--memory off`: one pooled vector, fusion never trained)", "ramrec-ml-100k/public-code/3-seeds"),
+        ("RAMRec without banks (`use_memory=false`, `--memory off`: the SASRec backbone)", "ramrec-ml-100k/no-banks"),
+    ], time=True)
+
+
+@table
+def scientific_memory():
+    u = "ur4rec-moe-amazon-scientific/"
+    return seeds_table([
+        ("SASRec", "sasrec-amazon-scientific/3-seeds"),
+        ("UR4Rec-MoE, ID + text, memory every 10", u + "3-seeds"),
+        ("UR4Rec-MoE, ID + text, no memory", u + "no-memory/3-seeds"),
+        ("UR4Rec-MoE, ID + text, memory on drift (`update_trigger=drift_threshold drift_threshold=1.0`)", u + "drift-1.0/3-seeds"),
+        ("UR4Rec-MoE, ID only, memory every 10 (`modalities=[id]`)", u + "id-only/3-seeds"),
+        ("UR4Rec-MoE, text only, memory every 10 (`modalities=[text]`)", u + "text-only/3-seeds"),
+        ("RAMRec (with the neighbour memory)", "ramrec-amazon-scientific/3-seeds"),
+        ("RAMRec without the neighbour memory (`--memory off`)", "ramrec-amazon-scientific/no-neighbours"),
+        ("RAMRec, fixed K = 10, without the neighbour memory", "ramrec-amazon-scientific/fixed-k-10-no-neighbours"),
+        ("RAMRec, the public code's behaviour (`public_code_mode=true`, `--memory off`)", "ramrec-amazon-scientific/public-code"),
+        ("RAMRec without banks (`use_memory=false`, `--memory off`: the SASRec backbone)", "ramrec-amazon-scientific/no-banks"),
+    ])
+
+
+@table
+def knn_memory():
+    def row(label, names):
+        d = [J(n)["test"] for n in names]
+        if len(d) == 1:
+            plain, train, full = (d[0][k]["ndcg@10"] for k in ("plain", "memory_train_only_bank", "memory"))
+            return [label, J(names[0])["seed"], f(plain), f"{f(train)} ({pct(train, plain)})", f"{f(full)} ({pct(full, plain)})"]
+        cols = [" / ".join(f(x[k]["ndcg@10"]) for x in d) for k in ("plain", "memory_train_only_bank", "memory")]
+        return [label, " / ".join(str(J(n)["seed"]) for n in names), *cols]
+    return md(["data", "seed", "SASRec", "+ memory of training positions", "+ memory also holding other users' validation positions"], [
+        row("Beauty", ["knn-memory-beauty"]), row("Beauty", ["knn-memory-beauty-s1"]),
+        row("Scientific", ["knn-memory-amazon-scientific"]),
+        row("ML-100K", ["knn-memory-ml-100k", "knn-memory-ml-100k-s1", "knn-memory-ml-100k-s2"])])
+
+
+@table
+def ramrec_neighbours():
+    pub = J("runs")["published"]["ramrec"]
+    off = {ds: J(f"ramrec-memory-{ds}")["test"]["no neighbour memory"] for ds in ("beauty", "sports")}
+
+    def chosen(r):
+        c = r["neighbour_memory"].get("chosen") or r["neighbour_memory"].get("chosen_ranges")
+        return "not used: best validation gain within noise" if not c else " / ".join(str(c[k]) for k in ("k", "temperature", "weight", "decay"))
+    rows = [
+        ["ML-100K (3 seeds)", nh(run("sasrec-ml-100k/3-seeds")["test"]), nh(run("ramrec-ml-100k/3-seeds")["test"]),
+         "the same (not used)", nh(pub["ml-100k"]), chosen(run("ramrec-ml-100k"))],
+        ["Beauty", nh(run("sasrec-beauty")["test"]), nh(run("ramrec-beauty")["test"]),
+         nh(off["beauty"]) + " (same weights, memory off)", nh(pub["beauty"]), chosen(run("ramrec-beauty"))],
+        ["Scientific (3 seeds)", nh(run("sasrec-amazon-scientific/3-seeds")["test"]), nh(run("ramrec-amazon-scientific/3-seeds")["test"]),
+         nh(run("ramrec-amazon-scientific/no-neighbours")["test"]) + " (seed 42, `--memory off`)", "-", chosen(run("ramrec-amazon-scientific/3-seeds"))],
+        ["Sports", nh(run("sasrec-sports")["test"]), nh(run("ramrec-sports")["test"]),
+         nh(off["sports"]) + " (same weights, memory off)", nh(pub["sports"]), chosen(run("ramrec-sports"))],
+    ]
+    return md(["data", "SASRec", "RAMRec", "RAMRec without the neighbour memory", "published RAMRec", "chosen k / T / weight / decay"], rows)
+
+
+@table
+def ramrec_fixes():
+    def n(run_id):
+        return f(run(run_id)["test"]["ndcg@10"])
+    own = {ds: f(J(f"ramrec-memory-{ds}")["test"]["no neighbour memory"]["ndcg@10"]) for ds in ("beauty", "sports")}
+    return md(["data", "own bank, adaptive K", "fixed K = 10 (`fixed_k=10`)", "the public code's behaviour (`public_code_mode=true`)",
+               "no banks (`use_memory=false`)"], [
+        ["ML-100K (3 seeds)", n("ramrec-ml-100k/3-seeds"), n("ramrec-ml-100k/fixed-k-10/3-seeds"), n("ramrec-ml-100k/public-code/3-seeds"),
+         n("ramrec-ml-100k/no-banks") + " (seed 42)"],
+        ["Beauty", own["beauty"] + " (same weights, neighbour memory off)", n("ramrec-beauty/fixed-k-10"), n("ramrec-beauty/public-code"), n("ramrec-beauty/no-banks")],
+        ["Scientific", n("ramrec-amazon-scientific/no-neighbours"), n("ramrec-amazon-scientific/fixed-k-10-no-neighbours"),
+         n("ramrec-amazon-scientific/public-code"), n("ramrec-amazon-scientific/no-banks")],
+        ["Sports", own["sports"] + " (same weights, neighbour memory off)", n("ramrec-sports/fixed-k-10"), n("ramrec-sports/public-code"), n("ramrec-sports/no-banks")],
+    ])
+
+
+@table
+def ramrec_horizon():
+    return md(["data", "next 5 items (decay 0.5, chosen on validation)", "next item only (`--memory.neighbours.horizon=1`)"],
+              [[DATA[ds], f(run(f"ramrec-{ds}")["test"]["ndcg@10"]), f(run(f"ramrec-{ds}/horizon-1")["test"]["ndcg@10"])] for ds in ("beauty", "sports")])
+
+
+@table
+def ramrec_memories():
+    rows = []
+    for ds in ("ml-100k", "beauty", "sports"):
+        d = J(f"ramrec-memory-{ds}")
+        t = d["test"]
+        rows.append([DATA[ds], *(f(t[k]["ndcg@10"]) for k in ("full", "no own bank", "no neighbour memory", "neither")),
+                     "not used" if t["full"] == t["no neighbour memory"] else
+                     f"{pct(t['full']['ndcg@10'], t['no neighbour memory']['ndcg@10'])} {ci(d['neighbour_memory_ndcg@10_difference_ci95'])}"])
+    return md(["data", "both memories", "without the own bank", "without the neighbour memory", "neither",
+               "the neighbour memory's gain, paired 95% interval"], rows)
+
+
+@table
+def memory_moe():
+    rows = []
+    for ds, moe, sas in (("ml-100k", "memory-moe-ml-100k/3-seeds", "sasrec-ml-100k/3-seeds"), ("beauty", "memory-moe-beauty", "sasrec-beauty"),
+                         ("amazon-scientific", "memory-moe-amazon-scientific/3-seeds", "sasrec-amazon-scientific/3-seeds")):
+        rows.append([DATA[ds], len(run(moe)["seeds"]), nh(run(moe)["test"]), nh(run(sas)["test"])])
+    return md(["data", "seeds", "memory-moe", "SASRec"], rows)
+
+
+@table
+def few_shot():
+    rows = []
+    for ds in ("ml-100k", "amazon-scientific"):
+        res = J(f"few-shot-{ds}")["results"]
+        cells = []
+        for r in res:
+            a, b = r["sasrec"]["ndcg@10"], r["memory-moe + few_shot_adapt"]["ndcg@10"]
+            lo, hi = r["memory-moe + few_shot_adapt"]["ndcg@10_minus_sasrec_ci95"]
+            cells.append(f"{f(a)} / {f(b)} ({pct(b, a)}{', 95% CI excludes 0' if lo > 0 or hi < 0 else ''})")
+        users = sorted({r["users"] for r in res}, reverse=True)
+        rows.append([f"{DATA[ds]} ({' / '.join(f'{u:,}' for u in users)} users)", *cells])
+    return md(["data"] + [f"n = {r['n']}" for r in J("few-shot-ml-100k")["results"]], rows)
+
+
+@table
+def continual_genre():
+    d = J("continual-genre-ml-100k-b20")
+    rows = []
+    for name, r in d["results"].items():
+        e = r["episodic_memory"]
+        pol = [f"{f(e[p]['forgetting']['ndcg@10'])} / {f(e[p]['B_after']['ndcg@10'])}" for p in ("reindexed", "gated", "retuned")]
+        rows.append([name.replace("sasrec", "SASRec"), f(r["A_before"]["ndcg@10"]), f(r["A_after"]["ndcg@10"]),
+                     f"{f(r['forgetting']['ndcg@10'])} {ci(r['forgetting_ndcg@10_ci95'], 3).replace('+', '')}", f(r["B_after"]["ndcg@10"]), *pol])
+    return md(["model", "A before", "A after", "forgetting", "B after", "+ episodic memory of A: (b) re-indexed, forgetting / B",
+               "(c) gated", "(d) re-tuned and gated"], rows)
+
+
+@table
+def continual_seeds():
+    rows = []
+    for seed, name in (("42", "continual-genre-ml-100k-b20"), ("1", "continual-genre-ml-100k-b20-s1"), ("2", "continual-genre-ml-100k-b20-s2")):
+        d, cells = J(name), [seed]
+        for model in ("sasrec", "memory-moe, no memory"):
+            h = d["episodic_memory_halves_forgetting"][model]["retuned"]
+            cells += [f"{f(h['without_memory'])} → {f(h['forgetting'])}", f(h["ratio"], 2)]
+        cells.append(ci(d["episodic_memory_halves_forgetting"]["memory-moe, no memory"]["retuned"]["excess_over_half_ci95"], 3))
+        changes = {d["results"][m]["episodic_memory"]["retuned"]["B_relative_ndcg@10"] for m in ("sasrec", "memory-moe, no memory")}
+        cells.append(" / ".join(sorted(c.replace("+0.0%", "0.0%") for c in changes)) + (" both" if len(changes) == 1 else ""))
+        rows.append(cells)
+    return md(["seed", "SASRec", "ratio", "memory-moe (no memory in the network)", "ratio", "interval of the excess over half (memory-moe)",
+               "B change"], rows)
+
+
+@table
+def peer_speed():
+    def s(x):
+        return f(x, 1 if x >= 10 else 2 if x >= 1 else 3)
+    rows = []
+    for ds, evaluation in (("ml-100k", "943 users"), ("beauty", "22,363 users x 12,101 items")):
+        d = J(f"peer-sasrec-{ds}")
+        for label, key, fmt in (("seconds per training epoch", "train_seconds_per_epoch", s), (f"seconds per full evaluation ({evaluation})", "eval_seconds", s),
+                                ("the same, RecBole run with memrec's malloc settings", "eval_seconds (RecBole with memrec's malloc settings)", s),
+                                ("peak memory (MiB)", "peak_rss_mib", lambda x: f(x, 0))):
+            if key in d:
+                rows.append([f"{DATA[ds]}: {label}", fmt(d[key]["recbole"]), fmt(d[key]["memrec"]), f(d[key]["ratio"], 1) + "x"])
+    full = J("peer-sasrec-ml-100k-full")
+    rows.append(["ML-100K, trained to the end (`--mode full`): training seconds", f"{full['train_seconds']['recbole']:,.0f} ({full['recbole_epochs']} epochs, capped)",
+                 f"{full['train_seconds']['memrec']:,.0f} ({full['memrec_epochs']} epochs, best {full['runs']['memrec'][0]['best_epoch']})",
+                 f(full["train_seconds"]["ratio"], 1) + "x"])
+    rows.append(["ML-100K, trained to the end: test NDCG@10 / HR@10", nh(full["recbole_test"]), nh(full["memrec_test"]), ""])
+    return md(["SASRec", "RecBole 1.2.1", "memrec", "ratio"], rows)
+
+
+@table
+def serve_load():
+    rows = []
+    for name in ("serve-load-sqlite", "serve-load-sqlite-session5"):
+        for r in J(name)["runs"]:
+            e, q = r["events"], r["recommend"]
+            rows.append([len(rows) + 1, f"`{name}.json`", " / ".join([f(e["p50_ms"], 1), f(e["p99_ms"], 1), f(e["max_ms"], 0)]),
+                         " / ".join([f(q["p50_ms"], 1), f(q["p99_ms"], 1), f(q["max_ms"], 0)]), f(min(e["throughput"], q["throughput"]), 0),
+                         e["non_200"] + q["non_200"]])
+    return md(["run", "JSON", "`POST /events` p50 / p99 / max ms", "`GET /recommend` p50 / p99 / max ms", "requests/s (each)", "errors"], rows)
+
+
+@table
+def assist_deterministic():
+    rows = []
+    for detail, files in (("top", [("assist_deterministic-top", ["none", "naive", "static", "hierarchical"], 2),
+                                   ("assist_deterministic-top-k1", ["hierarchical"], 1), ("assist_deterministic-top-k3", ["hierarchical"], 3)]),
+                          ("path", [("assist_deterministic", ["none", "naive", "static", "hierarchical"], 2)])):
+        for name, settings, k in files:
+            for s in settings:
+                x = J(name)["scientific"]["settings"][s]
+                label = {"none": "none (request only)", "naive": "naive (last 10 records)", "static": "static (whole profile)"}.get(s, f"hierarchical, {k} summar{'y' if k == 1 else 'ies'}")
+                eff = f(100 * x["R@100"] / x["memory_tokens"], 2) if x["memory_tokens"] else "-"
+                rows.append([detail, label, f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@10"], 3), f(x["N@100"], 3), f(x["memory_tokens"], 0), eff,
+                             " / ".join(f(x[k], 1) for k in ("time_memory_ms", "time_llm_ms", "time_items_ms"))])
+    return md(["request", "memory", "R@10", "R@100", "N@10", "N@100", "memory tokens", "R@100 per 100 tokens", "ms memory / reasoner / items"], rows)
+
+
+@table
+def assist_smollm2():
+    d, rows = J("assist_smollm2-top"), []
+    for s, x in d["scientific"]["settings"].items():
+        rows.append([s, f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@100"], 3), f(x["memory_tokens"], 0),
+                     f"{x['malformed']} / {x['repaired']}", f"{f(x['time_memory_ms'], 1)} / {int(f(x['time_llm_ms'], 0)):,} / {f(x['time_items_ms'], 0)}"])
+    return md(["memory", "R@10", "R@100", "N@100", "memory tokens", f"malformed / repaired of {d['scientific']['queries']}", "ms memory / LLM / items"], rows)
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def render() -> dict[Path, str]:
+    """Each document with its tables as the JSON gives them; every table placed exactly once."""
+    placed, out = {}, {}
+    for path in documents():
+        text = path.read_text()
+
+        def fill(m: re.Match) -> str:
+            name = m.group(2)
+            if name not in TABLES:
+                raise SystemExit(f"{path.relative_to(ROOT)}: unknown table {name!r} (known: {', '.join(TABLES)})")
+            if name in placed:
+                raise SystemExit(f"table {name!r} is in {placed[name]} and {path.relative_to(ROOT)}: one place per table")
+            placed[name] = path.relative_to(ROOT)
+            return m.group(1) + TABLES[name]() + m.group(4)
+        out[path] = MARKED.sub(fill, text)
+    missing = set(TABLES) - set(placed)
+    if missing:
+        raise SystemExit(f"tables in no document: {', '.join(sorted(missing))}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render().items():
+        if text != path.read_text():
+            stale.append(str(path.relative_to(ROOT)))
+            if not args.check:
+                path.write_text(text)
+    if stale:
+        print(("stale tables in " if args.check else "rewrote tables in ") + ", ".join(stale) +
+              (": run python scripts/tables.py" if args.check else ""), file=sys.stderr)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
