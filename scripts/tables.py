@@ -336,6 +336,10 @@ def assist_smollm2():
     return md(["memory", "R@10", "R@100", "N@100", "memory tokens", f"malformed / repaired of {d['scientific']['queries']}", "ms memory / LLM / items"], rows)
 
 
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -349,10 +353,10 @@ def render() -> dict[Path, str]:
         def fill(m: re.Match) -> str:
             name = m.group(2)
             if name not in TABLES:
-                raise SystemExit(f"{path.relative_to(ROOT)}: unknown table {name!r} (known: {', '.join(TABLES)})")
+                raise SystemExit(f"{rel(path)}: unknown table {name!r} (known: {', '.join(TABLES)})")
             if name in placed:
-                raise SystemExit(f"table {name!r} is in {placed[name]} and {path.relative_to(ROOT)}: one place per table")
-            placed[name] = path.relative_to(ROOT)
+                raise SystemExit(f"table {name!r} is in {placed[name]} and {rel(path)}: one place per table")
+            placed[name] = rel(path)
             return m.group(1) + TABLES[name]() + m.group(4)
         out[path] = MARKED.sub(fill, text)
     missing = set(TABLES) - set(placed)
@@ -368,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for path, text in render().items():
         if text != path.read_text():
-            stale.append(str(path.relative_to(ROOT)))
+            stale.append(rel(path))
             if not args.check:
                 path.write_text(text)
     if stale:
