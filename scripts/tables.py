@@ -37,11 +37,13 @@ def run(run_id: str) -> dict:
 
 
 def f(x, d: int = 4) -> str:
-    """A figure: a number to d decimals, rounded half up as written (4.05 -> 4.1), {mean, std} as
-    'mean ± std', anything else as it is."""
+    """A figure: a float to d decimals, rounded half up as written (4.05 -> 4.1), {mean, std} as
+    'mean ± std', anything else (an int, a range such as '5-15') as it is."""
     if isinstance(x, dict):
         return f"{f(x['mean'], d)} ± {f(x['std'], d)}" if x.get("std") is not None else f(x["mean"], d)
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
         return str(Decimal(repr(x)).quantize(Decimal(1).scaleb(-d), ROUND_HALF_UP))
     return str(x)
 
@@ -119,6 +121,7 @@ def ml100k_memory():
     u = "ur4rec-moe-ml-100k/"
     return seeds_table([
         ("SASRec", "sasrec-ml-100k/3-seeds"),
+        ("SASRec reading the last 200 items (`--data.max_len=200`)", "sasrec-ml-100k/max_len-200"),
         ("RAMRec (the default: its neighbour memory is built but not used, its validation gain being within noise)", "ramrec-ml-100k/3-seeds"),
         ("RAMRec, neighbour memory used whatever its validation gain (`--memory.neighbours.confidence=0`)", "ramrec-ml-100k/confidence-0/3-seeds"),
         ("UR4Rec-MoE, ID + text, memory every 10 interactions", u + "3-seeds"),
@@ -251,6 +254,14 @@ def few_shot():
 
 
 @table
+def continual_time():
+    rows = [[name.replace("sasrec", "SASRec"), f(r["A_before"]["ndcg@10"]), f(r["A_after"]["ndcg@10"]),
+             f"{f(r['forgetting']['ndcg@10'])} {ci(r['forgetting_ndcg@10_ci95'], 3)}", f(r["B_after"]["ndcg@10"])]
+            for name, r in J("continual-ml-100k")["results"].items()]
+    return md(["model", "A before", "A after", "forgetting (before − after), paired 95% interval", "B after"], rows)
+
+
+@table
 def continual_genre():
     d = J("continual-genre-ml-100k-b20")
     rows = []
@@ -305,10 +316,10 @@ def serve_load():
     for name in ("serve-load-sqlite", "serve-load-sqlite-session5"):
         for r in J(name)["runs"]:
             e, q = r["events"], r["recommend"]
-            rows.append([len(rows) + 1, f"`{name}.json`", " / ".join([f(e["p50_ms"], 1), f(e["p99_ms"], 1), f(e["max_ms"], 0)]),
+            rows.append([len(rows) + 1, " / ".join([f(e["p50_ms"], 1), f(e["p99_ms"], 1), f(e["max_ms"], 0)]),
                          " / ".join([f(q["p50_ms"], 1), f(q["p99_ms"], 1), f(q["max_ms"], 0)]), f(min(e["throughput"], q["throughput"]), 0),
                          e["non_200"] + q["non_200"]])
-    return md(["run", "JSON", "`POST /events` p50 / p99 / max ms", "`GET /recommend` p50 / p99 / max ms", "requests/s (each)", "errors"], rows)
+    return md(["run", "`POST /events` p50 / p99 / max ms", "`GET /recommend` p50 / p99 / max ms", "requests/s (each)", "errors"], rows)
 
 
 @table
