@@ -9,6 +9,8 @@
 ``DELETE /users/{id}/memory``                    reset the memory to the model's initial one (token)
 ``POST /users/{id}/memory:update``               update the memory now from its pending items (token)
 ``GET /health``, ``GET /metrics``                liveness with a store check; Prometheus text
+``GET /``                                        a page to watch memory at work (:mod:`memrec.serve.page`),
+                                                 with ``GET /model``, ``/users`` and ``/items`` (token)
 ==============================================  ======================================================
 
 Requests only read: every memory update happens on the event path, in the same transaction as the
@@ -16,7 +18,8 @@ event it follows. "(token)": with a token configured, these need ``Authorization
 without one they are open to whoever reaches the port (the service logs a warning at start).
 ``/health``, ``/metrics``, ``/openapi.json`` and the API pages ``/docs`` and ``/redoc`` (served
 from the fastapi-offline package: they work without internet) are always open. Requests must name
-the bound host, a loopback name or one of ``allowed_hosts`` in their ``Host`` header.
+the bound host, a loopback name or one of ``allowed_hosts`` in their ``Host`` header. The page and
+its files are open too: it asks for the token when the service has one.
 
 Example::
 
@@ -46,6 +49,7 @@ from memrec.store.events import Event, KeyConflict, new_events
 from memrec.serve.guard import Guard
 from memrec.serve.metrics import Metrics
 from memrec.serve.model import ServedModel, memory_stats
+from memrec.serve.page import add_page
 from memrec.serve.training_users import import_training_users, training_dataset
 from memrec.serve.schemas import (MAX_BATCH, EventBatch, EventsBody, EventsOut, HealthOut, MemoryOut, RecommendOut, Unavailable,
                                   UserId, UserOut, errors)
@@ -95,8 +99,9 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
     """Load the checkpoint and open the store (refusing a memory-version mismatch), then build the app."""
     served = served or ServedModel.load(config.checkpoint)
     store = open_state(config.store, served.version, reset_memories=config.reset_memories)
-    if config.import_training_users:
-        import_training_users(store, served, training_dataset(config.checkpoint), log=lambda line: print(line, file=sys.stderr, flush=True))
+    dataset = training_dataset(config.checkpoint) if config.import_training_users else None
+    if dataset is not None:
+        import_training_users(store, served, dataset, log=lambda line: print(line, file=sys.stderr, flush=True))
     metrics = Metrics()
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -247,4 +252,5 @@ def create_app(config: ServeConfig, served: ServedModel | None = None) -> FastAP
     def get_metrics() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    add_page(app, served, store, config.checkpoint, guarded, denied, dataset)
     return app

@@ -142,6 +142,44 @@ class Unavailable(BaseModel):
     detail: str
 
 
+class MemoryTrigger(BaseModel):
+    update_trigger: str = Field(description="interaction_count | drift_threshold | time_based | explicit")
+    interaction_threshold: int | None = Field(description="interaction_count: pending interactions per update")
+    drift_threshold: float | None = Field(description="drift_threshold: the cosine distance that fires an update")
+    time_period: float | None = Field(description="time_based: the period between updates, in the data's time units")
+
+
+class NeighbourMemoryOut(BaseModel):
+    setting: dict[str, float] = Field(description="k, temperature, weight, gate, decay: the setting chosen on validation")
+    training_entries: int = Field(description="entries of the checkpoint: the training users' positions")
+    served_entries: int = Field(description="entries added while serving, from the store's event logs (as of the last ranking)")
+
+
+class ModelOut(BaseModel):
+    model: str
+    items: int
+    has_memory: bool = Field(description="the model keeps a per-user memory (updated by events, reset by DELETE)")
+    trigger: MemoryTrigger | None = Field(description="when an event updates the memory, for models with a memory")
+    neighbours: NeighbourMemoryOut | None = Field(description="other users' positions mixed into rankings, where in use")
+
+
+class SampleUsersOut(BaseModel):
+    users: list[str] = Field(description="users with an event log in the store, those this process last saw active first")
+
+
+class ItemInfoOut(BaseModel):
+    item: str
+    known: bool = Field(description="the item is in the checkpoint's catalogue")
+    title: str | None = Field(description="from the checkpoint's data set, where it can be read")
+    category: str | None
+
+
+class ItemsOut(BaseModel):
+    items: list[ItemInfoOut]
+    titles: str | None = Field(description="the data set the titles come from, or None (see missing)")
+    missing: str | None = Field(description="why there are no titles, when there are none")
+
+
 class Issue(BaseModel):
     loc: list[str | int]
     msg: str
