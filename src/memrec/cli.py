@@ -1,10 +1,13 @@
-"""The ``memrec`` command line: datasets, train, evaluate, recommend, compare.
+"""The ``memrec`` command line: datasets, train, evaluate, recommend, compare, config. Training,
+loading and recommending go through the Python API (:mod:`memrec.api`), so both answer alike.
 
 Example:
     memrec datasets
     memrec train --model sasrec --dataset ml-100k --output runs/sasrec-ml-100k --train.epochs=50
+    memrec train --model sasrec --dataset ratings.csv --columns user=member,item=sku --output runs/mine
     memrec evaluate runs/sasrec-ml-100k/checkpoint.pt
-    memrec recommend runs/sasrec-ml-100k/checkpoint.pt --user 196 -k 10
+    memrec recommend runs/sasrec-ml-100k/checkpoint.pt --user 196 -k 10 --json
+    memrec config show sasrec
     memrec compare runs/sasrec-ml-100k runs/gru4rec-ml-100k --chart compare.png
     memrec serve runs/sasrec-ml-100k/checkpoint.pt --store state.db --port 8000
 """
@@ -16,17 +19,10 @@ import os
 import sys
 from pathlib import Path
 
+from memrec.api import CONFIG_DIR, frozen_config, parse_columns  # noqa: F401 (CONFIG_DIR, frozen_config: re-exported)
 from memrec.errors import MemrecError
 from memrec.models import MODELS
 from memrec.runtime import freeze_startup_objects, keep_freed_memory
-
-CONFIG_DIR = Path(__file__).parent / "configs"
-
-
-def frozen_config(model: str, dataset: str) -> Path | None:
-    """The frozen config shipped for a model and registered data set, if there is one."""
-    path = CONFIG_DIR / f"{model}-{dataset}.yaml"
-    return path if path.is_file() else None
 
 
 def cmd_datasets(args) -> None:
@@ -38,7 +34,8 @@ def cmd_datasets(args) -> None:
         print(f"{name}: {spec.description if spec else 'a path'}")
         if args.describe or args.names:
             try:
-                ds = load_dataset(DataConfig(dataset=name, data_dir=args.data_dir, format=args.format, download=False))
+                ds = load_dataset(DataConfig(dataset=name, data_dir=args.data_dir, format=args.format, download=False,
+                                             columns=parse_columns(args.columns)))
             except MemrecError as exc:
                 if args.names:
                     raise  # a data set the user named must be there
@@ -49,30 +46,11 @@ def cmd_datasets(args) -> None:
 
 
 def build_run_config(args, extra: list[str]):
-    from memrec.config import RunConfig, load_yaml
-    from memrec.errors import ConfigError
+    from memrec.api import run_config
 
-    config_path = args.config or (frozen_config(args.model or "sasrec", args.dataset or "ml-100k") if not args.no_frozen else None)
-    raw = load_yaml(config_path) if config_path else {}
-    if args.model and raw.get("model", args.model) != args.model:
-        if args.config:  # the user's own file: its model settings would be lost without a word
-            raise ConfigError(f"config {args.config} is for model {raw['model']}, not {args.model}: its model_config would not apply; "
-                              f"drop --model or give a {args.model} config")
-        raw = {k: v for k, v in raw.items() if k != "model_config"}  # another model's frozen settings do not apply
-    raw.setdefault("data", {})
-    if args.model:
-        raw["model"] = args.model
-    if args.dataset:
-        raw["data"]["dataset"] = args.dataset
-    if args.data_dir:
-        raw["data"]["data_dir"] = args.data_dir
-    config = RunConfig.from_dict(raw)
-    if args.memory:  # the flag wins over the config file; --memory.neighbours.* overrides still apply after it
-        config.memory.neighbours.enabled = args.memory == "neighbours"
-    config = config.with_overrides(extra)
-    if config_path:  # said once the config is valid: a refused one is the error's one line
-        print(f"config: {config_path}", file=sys.stderr)
-    return config
+    return run_config(args.model, args.dataset, config=args.config, data_dir=args.data_dir, frozen=not args.no_frozen,
+                      memory=args.memory, columns=parse_columns(args.columns), overrides=extra,
+                      log=lambda line: print(line, file=sys.stderr))
 
 
 def cmd_train(args, extra: list[str]) -> None:
@@ -88,70 +66,68 @@ def _require_positive(flag: str, value: int | None) -> None:
         raise MemrecError(f"{flag} must be a positive integer, got {value}")
 
 
-def _load_for_checkpoint(args):
-    from memrec.config import RunConfig
-    from memrec.data import load_dataset, split_dataset
-    from memrec.train.checkpoint import load_checkpoint
+def _load(args):
+    """The checkpoint's :class:`~memrec.api.Recommender`, with the command's --dataset, --data-dir, --columns and --memory."""
+    from memrec.api import load
 
-    ckpt = load_checkpoint(args.checkpoint)
-    if args.memory == "off":  # the same weights without the neighbour memory
-        ckpt.model.neighbours.set(k=0, temperature=1.0, weight=0.0)
-    data = ckpt.config.data
-    if args.dataset:
-        data.dataset = args.dataset
-    if args.data_dir:
-        data.data_dir = args.data_dir
-    ds = load_dataset(data)
-    ckpt.check_dataset(ds)
-    split = split_dataset(ds, data.split, data.valid_fraction, data.test_fraction)
-    ckpt.model.prepare(ds, split)
-    return ckpt, ds, split
+    return load(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, columns=parse_columns(args.columns),
+                memory="off" if args.memory == "off" else "as-trained")
 
 
 def cmd_evaluate(args, extra) -> None:
     import time
 
-    from memrec.train.evaluate import evaluate
     from memrec.train.report import format_table
 
     _require_positive("--batch-size", args.batch_size)
-    ckpt, ds, split = _load_for_checkpoint(args)
-    t, max_len = ckpt.config.train, ckpt.config.data.max_len
+    rec = _load(args)
     rows = []
     for name in ("valid", "test"):
         tic = time.perf_counter()
-        metrics = evaluate(ckpt.model, getattr(split, name), max_len, args.batch_size or t.eval_batch_size, t.metric_ks)
-        rows.append({"model": ckpt.config.model, "dataset": ds.name, "split": name, **metrics, "seconds": time.perf_counter() - tic})
-    print(f"protocol: {split.protocol}; full ranking over {ds.num_items} items")
+        metrics = rec.evaluate(name, batch_size=args.batch_size)
+        rows.append({"model": rec.config.model, "dataset": rec.dataset.name, "split": name, **metrics, "seconds": time.perf_counter() - tic})
+    print(f"protocol: {rec.split.protocol}; full ranking over {rec.dataset.num_items} items")
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
 
 def cmd_recommend(args, extra) -> None:
-    import numpy as np
-
-    from memrec.data.batching import make_eval_batch
-
     _require_positive("-k", args.k)
-    ckpt, ds, _ = _load_for_checkpoint(args)
+    if args.user is None and args.history is None:
+        raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,...")
+    rec = _load(args)
+    ds = rec.dataset
     if args.history is not None:
-        history = np.array([ds.item_index(i) for i in args.history.split(",") if i], dtype=np.int64)
-        user = -1
+        history = [i.strip() for i in args.history.split(",") if i.strip()]
+        recs = rec.recommend(history=history, k=args.k)
     else:
-        if args.user is None:
-            raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,...")
-        user = ds.user_index(args.user)
-        history = ds.sequences[user]  # everything known about the user
-    batch = make_eval_batch(np.array([user]), [history], np.array([0]), ckpt.config.data.max_len)
-    items, scores = ckpt.model.recommend(batch, k=args.k)
-    rows = [{"rank": r + 1, "item": ds.item_ids[i], "score": round(float(s), 4), "text": ds.items.text[i][:80]} for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist()))]
+        history = ds.sequence(args.user)  # everything known about the user
+        recs = rec.recommend(user=args.user, k=args.k)
     if args.json:
-        print(json.dumps({"user": args.user, "history_length": int(len(history)), "items": rows}, indent=2))
+        print(json.dumps({"user": args.user, "history_length": len(history), "items": [r.to_dict() for r in recs]}, indent=2))
         return
-    print(f"top {len(rows)} for {'user ' + str(args.user) if args.user is not None else 'the given history'} ({len(history)} history items, excluded):")
-    for row in rows:
-        print(f"{row['rank']:3d}. {row['item']:<14} {row['score']:9.4f}  {row['text']}")
+    print(f"top {len(recs)} for {'user ' + str(args.user) if args.user is not None else 'the given history'} ({len(history)} history items, excluded):")
+    for r in recs:
+        print(f"{r.rank:3d}. {r.item:<14} {r.score:9.4f}  {r.title or ds.items.text[ds.item_index(r.item)][:80]}")
+
+
+def cmd_config(args, extra) -> None:
+    from memrec.api import run_config
+    from memrec.config import describe
+
+    frozen = frozen_config(args.model, args.dataset) if args.dataset and not args.config else None
+    config = run_config(args.model, args.dataset, config=args.config or frozen, frozen=False)
+    source = args.config or frozen or "built-in defaults"
+    rows = [("KEY", "VALUE", "MEANING")] + [(key, _shown(value), meaning) for key, value, meaning in describe(config)]
+    width = max(len(k) for k, _, _ in rows), max(len(v) for _, v, _ in rows)
+    print(f"# {args.model}: every key, its value ({source}) and meaning; set one with --KEY=VALUE in memrec train")
+    for key, value, meaning in rows:
+        print(f"{key:<{width[0]}}  {value:<{width[1]}}  {meaning}")
+
+
+def _shown(value) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def cmd_compare(args, extra) -> None:
@@ -210,6 +186,10 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+COLUMNS_HELP = ("ROLE=COLUMN,... for a CSV / TSV / Parquet file whose header names are not the known ones "
+                "(roles: user, item, rating, time, title, categories), e.g. user=member,item=sku")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memrec", description="Memory-augmented sequential recommendation", formatter_class=DefaultsFormatter)
     parser.add_argument("--version", action="version", version=f"memrec {version()}")
@@ -219,7 +199,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="data set names or paths to describe")
     p.add_argument("--describe", action="store_true", help="load each data set and print its statistics")
     p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
-    p.add_argument("--format", help="atomic | atomic-split | s3rec | json | grouplens (default: detected from the files)")
+    p.add_argument("--format", help="atomic | atomic-split | s3rec | json | grouplens | csv | parquet | dat (default: detected from the files)")
+    p.add_argument("--columns", help=COLUMNS_HELP)
 
     p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config",
                        description="Train and evaluate a model. Further --section.key=value arguments override the config, "
@@ -232,6 +213,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", choices=("neighbours", "off"),
                    help="neighbours: build the neighbour memory (other users' training positions) after training and use it "
                         "if its validation gain is above noise; off: none (default: as the config says; frozen RAMRec configs: neighbours)")
+    p.add_argument("--columns", help=COLUMNS_HELP)
     p.add_argument("--output", required=True, help="run folder for metrics.json, checkpoint.pt, curve.png, logs")
     p.add_argument("--overwrite", action="store_true", help="replace the run an existing --output folder holds (default: refuse)")
 
@@ -241,8 +223,11 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--memory", choices=("as-trained", "off"), default="as-trained",
                        help="off: the same weights without the checkpoint's neighbour memory (default: as-trained)")
         p.add_argument("--dataset", help="override the data set path stored in the checkpoint's config")
-        p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
-        p.add_argument("--json", help="write the results as JSON to this file" if name == "evaluate" else "print the answer as JSON",
+        p.add_argument("--data-dir", help="folder holding the registered data sets (default: where the checkpoint's data was read, "
+                                          "else $MEMREC_DATA_DIR)")
+        p.add_argument("--columns", help=COLUMNS_HELP + " (default: the checkpoint's)")
+        p.add_argument("--json", help="write the results as JSON to this file" if name == "evaluate" else
+                       "print the answer as JSON: rank, item, score, title of each item",
                        **({} if name == "evaluate" else {"action": "store_true"}))
         if name == "evaluate":
             p.add_argument("--batch-size", type=int, help="users per evaluation batch; results do not depend on it (default: the config's)")
@@ -254,6 +239,14 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
     p.add_argument("runs", nargs="+", help="run folders of `memrec train`")
     p.add_argument("--chart", help="PNG path for the validation curves")
+
+    p = sub.add_parser("config", help="show every config key of a model, its default and meaning")
+    show = p.add_subparsers(dest="action", required=True).add_parser(
+        "show", help="every key of a model's run config, its default and what it means",
+        description="Every key of a model's run config with its value and meaning; set one with --KEY=VALUE in `memrec train`.")
+    show.add_argument("model", choices=sorted(MODELS), help="the model")
+    show.add_argument("--dataset", help="show the values of the frozen config shipped for this model and data set, if any")
+    show.add_argument("--config", help="show the values of this YAML config")
 
     p = sub.add_parser("serve", help="run the online service (FastAPI) for a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint.pt, or the run folder holding it")
@@ -282,7 +275,8 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare, "serve": cmd_serve}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare, "config": cmd_config,
+            "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

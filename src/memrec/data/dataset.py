@@ -23,6 +23,11 @@ class ItemInfo:
     text: list[str]  # title, categories, genres, brand as one text
     category: list[str]
     image: list[str]  # image path, where a data set has one
+    title: list[str] | None = None  # the title alone, where a data set names one (None: no titles)
+
+    def __post_init__(self):
+        if self.title is None:
+            self.title = [""] * len(self.text)
 
     @classmethod
     def empty(cls, num_items: int) -> "ItemInfo":
@@ -52,6 +57,7 @@ class SequenceDataset:
     items: ItemInfo
     source: str = ""
     filters: dict = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)  # where load_dataset read it: path, name, format, item_file (absolute paths)
     _user_index: dict[str, int] = field(init=False, repr=False)
     _item_index: dict[str, int] = field(init=False, repr=False)
 

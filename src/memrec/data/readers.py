@@ -8,6 +8,9 @@
 - ``s3rec``: one line per user, ``user item item ...`` in time order.
 - ``json``: ``{"user": [item, ...]}``, one file or ``train/val/test_sequences.json``.
 - ``grouplens``: the MovieLens-100K zip contents (``u.data``, ``u.item``, ``u.genre``).
+
+Tables with named columns (CSV / TSV with a header, Parquet, MovieLens ``.dat``) are read by
+:mod:`memrec.data.columns`.
 """
 from __future__ import annotations
 
@@ -24,13 +27,14 @@ ATOMIC_TYPES = {"token", "token_seq", "float", "float_seq"}
 SPLIT_PARTS = ("train", "valid", "test")
 JSON_SPLIT_FILES = ("train_sequences.json", "val_sequences.json", "test_sequences.json")
 CATEGORY_COLUMNS = ("class", "categories", "category", "genre", "genres")
+TITLE_COLUMNS = ("title", "movie_title", "name", "product_title", "item_name")
 IMAGE_COLUMNS = ("image", "image_path", "img", "image_url")
 
 
 # ----------------------------------------------------------------------------- atomic files
 def read_atomic_columns(path: Path, required: tuple[str, ...] = ()) -> dict[str, list]:
     """Read one RecBole atomic file into ``{column: values}``; floats parsed, sequences split."""
-    lines = _read_lines(path)
+    lines = read_lines(path)
     header = lines[0].rstrip("\n").split("\t")
     columns: list[tuple[str, str]] = []
     for field in header:
@@ -144,7 +148,9 @@ def _attach_item_side_info(table: InteractionTable, folder: Path, name: str) -> 
             parts = [_as_text(cols[c][row]) for c in others if c not in IMAGE_COLUMNS]
             table.item_text[item] = ". ".join(p for p in parts if p)
             for c in others:
-                if c in CATEGORY_COLUMNS:
+                if c in TITLE_COLUMNS:
+                    table.item_title[item] = _as_text(cols[c][row])
+                elif c in CATEGORY_COLUMNS:
                     table.item_category[item] = _as_text(cols[c][row])
                 elif c in IMAGE_COLUMNS:
                     table.item_image[item] = _as_text(cols[c][row])
@@ -160,7 +166,7 @@ def _read_index_map(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     out = {}
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         fields = line.rstrip("\n").split("\t")
         if len(fields) != 2:
             raise DataFormatError(path, f"expected 2 tab-separated fields (raw id, index), got {len(fields)}", line=number)
@@ -179,7 +185,7 @@ def read_s3rec(path: Path) -> InteractionTable:
     """``user item item ...`` per line, items in time order."""
     users, items = [], []
     seen: set[str] = set()
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -227,7 +233,7 @@ def _held_out_item(before: list[str], split: dict[str, list[str]], user: str, pa
 
 
 def _read_json_sequences(path: Path) -> dict[str, list[str]]:
-    text = "".join(_read_lines(path))
+    text = "".join(read_lines(path))
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -247,7 +253,7 @@ def read_grouplens(folder: Path) -> InteractionTable:
     """The original ML-100K files: ``u.data`` (user, item, rating, time) and ``u.item`` (title, genres)."""
     users, items, ratings, stamps = [], [], [], []
     path = folder / "u.data"
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         fields = line.split()
         if len(fields) != 4:
             raise DataFormatError(path, f"expected 4 fields (user item rating timestamp), got {len(fields)}", line=number)
@@ -259,18 +265,20 @@ def read_grouplens(folder: Path) -> InteractionTable:
         users.append(fields[0])
         items.append(fields[1])
     table = InteractionTable(users, items, str(path), np.array(ratings), np.array(stamps))
-    genres = [line.split("|")[0] for line in _read_lines(folder / "u.genre", "latin-1") if "|" in line]
-    for number, line in enumerate(_read_lines(folder / "u.item", "latin-1"), start=1):
+    genres = [line.split("|")[0] for line in read_lines(folder / "u.genre", "latin-1") if "|" in line]
+    for number, line in enumerate(read_lines(folder / "u.item", "latin-1"), start=1):
         fields = line.rstrip("\n").split("|")
         if len(fields) != 5 + len(genres):
             raise DataFormatError(folder / "u.item", f"expected {5 + len(genres)} '|'-separated fields, got {len(fields)}", line=number)
         names = " ".join(g for g, flag in zip(genres, fields[5:]) if flag == "1")
         table.item_text[fields[0]] = f"{fields[1]}. {names}"
+        table.item_title[fields[0]] = fields[1]
         table.item_category[fields[0]] = names
     return table
 
 
-def _read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    """The lines of a checked text file (:func:`read_text`), refused when it holds no text at all."""
     lines = io.StringIO(read_text(path, encoding), newline=None).readlines()  # as a text file reads
     if not any(line.strip() for line in lines):
         raise DataFormatError(path, "file is empty: expected at least a header or one data line")

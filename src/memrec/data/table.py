@@ -19,6 +19,7 @@ class InteractionTable:
     ratings: np.ndarray | None = None  # (n,) float
     timestamps: np.ndarray | None = None  # (n,) float
     item_text: dict[str, str] = field(default_factory=dict)
+    item_title: dict[str, str] = field(default_factory=dict)
     item_category: dict[str, str] = field(default_factory=dict)
     item_image: dict[str, str] = field(default_factory=dict)
 
@@ -74,6 +75,7 @@ def build_dataset(
         text=[""] + [table.item_text.get(i, "") for i in item_ids],
         category=[""] + [table.item_category.get(i, "") for i in item_ids],
         image=[""] + [table.item_image.get(i, "") for i in item_ids],
+        title=[""] + [table.item_title.get(i, "") for i in item_ids],
     )
     return SequenceDataset(name, list(user_ids), [PAD_ID] + list(item_ids), sequences, timestamps, info, table.source, filters)
 

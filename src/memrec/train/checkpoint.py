@@ -1,5 +1,6 @@
-"""Checkpoints: weights, run config, the item vocabulary and the training users' ids, loaded without
-unpickling objects. Checkpoints written before user ids were saved load with ``user_ids=None``."""
+"""Checkpoints: weights, run config, the item vocabulary, the training users' ids and where the data
+was read (``data_source``: :attr:`SequenceDataset.origin`), loaded without unpickling objects.
+Checkpoints written before user ids or the data source were saved load with ``None`` for them."""
 from __future__ import annotations
 
 import re
@@ -28,6 +29,7 @@ class Checkpoint:
     item_ids: list[str]
     fingerprint: str
     user_ids: list[str] | None = None  # raw ids of the training users, by user index
+    data_source: dict | None = None  # where the training data was read: path, name, format, item_file
 
     def check_dataset(self, ds: SequenceDataset) -> None:
         if ds.fingerprint() != self.fingerprint:
@@ -51,6 +53,7 @@ def save_checkpoint(path: str | Path, model: SequentialRecommender, config: RunC
         "item_ids": list(ds.item_ids),
         "fingerprint": ds.fingerprint(),
         "user_ids": list(ds.user_ids),
+        "data_source": dict(getattr(ds, "origin", None) or {}) or None,  # None: not read by load_dataset
         **(extra or {}),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -109,6 +112,10 @@ def _checked(payload: dict) -> Checkpoint:
     for key, ids in (("item_ids", items), ("user_ids", users or [])):
         if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
             raise CheckpointError(f"{key} must be distinct strings")
+    source = payload.get("data_source")
+    if source is not None and not (isinstance(source, dict) and isinstance(source.get("path"), str)
+                                   and all(isinstance(v, (str, type(None))) for v in source.values())):
+        raise CheckpointError(f"data_source is {_shown(payload, 'data_source')}, expected a mapping with the data's path")
     try:
         config = RunConfig.from_dict(payload["config"])
         model = build_model(config.model, num_items, payload["max_len"], config.model_config)
@@ -116,13 +123,17 @@ def _checked(payload: dict) -> Checkpoint:
         raise CheckpointError(f"its config does not build a model ({exc})") from None
     _load_weights(model, payload["state_dict"], config.model)
     model.eval()
-    return Checkpoint(model, config, items, payload["fingerprint"], users)
+    return Checkpoint(model, config, items, payload["fingerprint"], users, source)
 
 
 def _load_weights(model: SequentialRecommender, state: dict, name: str) -> None:
     """Load ``state`` into ``model`` after comparing keys and weight shapes. Parameters have the shapes
     the config gives; buffers may be sized by the data (memory banks) or missing from older
-    checkpoints, which the modules' own load hooks handle."""
+    checkpoints, which the modules' own load hooks handle; a module with ``upgrade_state(state, prefix)``
+    first rewrites its part of an older format."""
+    for prefix, module in model.named_modules():
+        if hasattr(module, "upgrade_state"):
+            module.upgrade_state(state, f"{prefix}." if prefix else "")
     expected = model.state_dict()
     params = {k: tuple(p.shape) for k, p in model.named_parameters(remove_duplicate=False)}
     extra = sorted(set(state) - set(expected))
