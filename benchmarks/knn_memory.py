@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +60,7 @@ from bench_common import RESULTS, load_run, markdown_table, paired_ci, relative,
 from memrec.data.batching import eval_batches
 from memrec.data.split import EvalSet
 from memrec.memory.neighbours import contexts, log_ratio, memory_mass, mix_scores, mixed, seen_mask
+from memrec.memory.transitions import TransitionMemory
 from memrec.train.evaluate import metrics_from_ranks, padded_scores, rank_evalset, rank_targets, user_ndcg
 
 SIMILARITIES = ("ip", "cos")
@@ -69,25 +69,11 @@ TEMPERATURES = {"cos": (0.03, 0.1, 0.3, 1.0), "ip": (5.0, 10.0, 20.0, 50.0, 100.
 LAMS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 
-@dataclass
-class Bank:
-    """The episodic memory: one entry per (user, position). ``position`` is the index of ``values``
-    in the user's sequence (the key reads the items before it)."""
-
-    keys: torch.Tensor  # (M, d) float32
-    values: torch.Tensor  # (M,) item indices
-    users: torch.Tensor  # (M,) owner of each entry
-    positions: torch.Tensor  # (M,)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-@torch.inference_mode()
-def build_bank(model, sequences: list[np.ndarray], max_len: int, batch_size: int = 512) -> Bank:
+@torch.no_grad()  # not inference mode: the memory's index tracks its keys' version
+def build_bank(model, sequences: list[np.ndarray], max_len: int, batch_size: int = 512) -> TransitionMemory:
     """Entries for every position t >= 1 of every sequence: key = the user vector of items[:t] (its last
-    ``max_len`` items), value = items[t]. Computed through :func:`eval_batches` and ``model.encode``,
-    the evaluator's own path, so keys live in the same space as the queries."""
+    ``max_len`` items), value = items[t], owner, upto = t. Computed through :func:`eval_batches` and
+    ``model.encode``, the evaluator's own path, so keys live in the same space as the queries."""
     examples, positions = contexts(sequences)
     keys = None
     model.eval()
@@ -98,21 +84,23 @@ def build_bank(model, sequences: list[np.ndarray], max_len: int, batch_size: int
         keys[torch.from_numpy(rows)] = h
     if keys is None:
         keys = torch.empty(0, model.item_embeddings().size(1))
-    return Bank(keys, torch.from_numpy(examples.targets), torch.from_numpy(examples.users), torch.from_numpy(positions))
+    bank = TransitionMemory(keys.size(1))
+    bank.add(keys, torch.from_numpy(examples.targets), torch.from_numpy(examples.users), torch.from_numpy(positions))
+    return bank
 
 
-def neighbours(bank: Bank, query: torch.Tensor, query_users: torch.Tensor, k: int, similarity: str):
-    """The ``k`` nearest entries of other users: (B, k) similarities, values and bank rows (exact search).
-    Rows with fewer than ``k`` other-user entries get similarity -inf in the missing slots."""
-    keys = bank.keys
+def neighbours(bank: TransitionMemory, query: torch.Tensor, query_users: torch.Tensor, k: int, similarity: str):
+    """The ``k`` nearest entries of other users: (B, k) similarities, values and bank rows (the memory's
+    exact search). Rows with fewer than ``k`` other-user entries get similarity -inf in the missing slots."""
     if similarity == "cos":
-        keys, query = F.normalize(keys, dim=1), F.normalize(query, dim=1)
+        if "_unit" not in bank.__dict__:  # the same entries with unit keys, made once
+            bank.__dict__["_unit"] = TransitionMemory(bank.dim)
+            bank.__dict__["_unit"].add(F.normalize(bank.keys, dim=1), bank.values, bank.owners, bank.upto)
+        bank, query = bank.__dict__["_unit"], F.normalize(query, dim=1)
     elif similarity != "ip":
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-    sims = query @ keys.T  # (B, M)
-    sims.masked_fill_(bank.users[None, :] == query_users[:, None], float("-inf"))  # never the user's own entries
-    top = sims.topk(min(k, sims.size(1)), dim=1)
-    return top.values, bank.values[top.indices], top.indices
+    sims, rows = bank.nearest(query, query_users, k)  # never the user's own entries
+    return sims, bank.values[rows.clamp(min=0), 0], rows
 
 
 def memory_scores(logits: torch.Tensor, batch, sims: torch.Tensor, values: torch.Tensor, temperature: float, lam: float,
@@ -157,14 +145,15 @@ class TargetRanker:
         return torch.where(self.target_seen, torch.full_like(rank, width - 1), rank)
 
 
-def popularity(bank: Bank, users: torch.Tensor, width: int):
+def popularity(bank: TransitionMemory, users: torch.Tensor, width: int):
     """The control "memory": every entry of other users, unweighted, i.e. p_knn = how often each item is
     a value in the bank, the queried user's own entries left out. Returned as (log counts, items)
     neighbours (B, N + 1), so that a temperature of 1 gives p proportional to the counts."""
-    counts = torch.zeros(width, dtype=torch.float64).index_add_(0, bank.values, torch.ones(len(bank), dtype=torch.float64))
+    values = bank.values[:, 0]
+    counts = torch.zeros(width, dtype=torch.float64).index_add_(0, values, torch.ones(len(bank), dtype=torch.float64))
     rows = counts.repeat(len(users), 1)
     for r, u in enumerate(users.tolist()):
-        own = bank.values[bank.users == u]
+        own = values[bank.owners == u]
         rows[r].index_add_(0, own, -torch.ones(len(own), dtype=torch.float64))
     return rows.log(), torch.arange(width).repeat(len(users), 1), None
 
@@ -175,8 +164,8 @@ def grid(similarities=SIMILARITIES, ks=KS, temperatures=None, lams=LAMS) -> list
             for s in similarities for k in ks for t in temperatures[s] for lam in lams]
 
 
-@torch.inference_mode()
-def rank_with_memory(model, evalset: EvalSet, bank: Bank, settings: list[dict], max_len: int, batch_size: int = 256,
+@torch.no_grad()
+def rank_with_memory(model, evalset: EvalSet, bank: TransitionMemory, settings: list[dict], max_len: int, batch_size: int = 256,
                      check_bank=None, fast: bool = False) -> list[np.ndarray]:
     """Ranks of every example of ``evalset`` under each setting (one array per setting, ``evalset``
     order). Neighbours are searched once per similarity at the largest k; ``check_bank(rows, batch,
@@ -231,17 +220,17 @@ def bank_sequences(split, with_valid: bool) -> list[np.ndarray]:
     return seqs
 
 
-def leak_checker(bank: Bank, held_out: EvalSet, sequences: list[np.ndarray]):
+def leak_checker(bank: TransitionMemory, held_out: EvalSet, sequences: list[np.ndarray]):
     """A ``check_bank`` callback that fails if a retrieved entry belongs to the queried user or any
     entry's value sits at or after a held-out target's position in its owner's sequence."""
     limit = np.full(len(sequences), np.iinfo(np.int64).max)
     limit[held_out.users] = [len(h) for h in held_out.histories]  # held-out target's index in the full sequence
-    bad = bank.positions.numpy() >= limit[bank.users.numpy()]
+    bad = bank.upto.numpy() >= limit[bank.owners.numpy()]
     if bad.any():
         raise AssertionError(f"{int(bad.sum())} bank entries hold a held-out target")
 
     def check(rows, batch, bank_rows):
-        if (bank.users[bank_rows] == batch.users[:, None]).any():
+        if (bank.owners[bank_rows.clamp(min=0)][bank_rows >= 0] == batch.users[:, None].expand_as(bank_rows)[bank_rows >= 0]).any():
             raise AssertionError("a query retrieved an entry of its own user")
     return check
 

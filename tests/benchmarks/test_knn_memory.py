@@ -34,11 +34,11 @@ def test_bank_holds_every_training_position_and_no_held_out_target(tiny):
     model, seqs, train, valid = tiny
     bank = knn_memory.build_bank(model, train, MAX_LEN)
     assert len(bank) == sum(len(s) - 1 for s in train)
-    assert all(int(v) == train[u][p] for u, p, v in zip(bank.users, bank.positions, bank.values))
-    assert (bank.positions < torch.tensor([len(train[u]) for u in bank.users])).all()  # validation target sits at len(train)
+    assert all(int(v) == train[u][p] for u, p, v in zip(bank.owners, bank.upto, bank.values[:, 0]))
+    assert (bank.upto < torch.tensor([len(train[u]) for u in bank.owners])).all()  # validation target sits at len(train)
     # a key is the user vector of the items before its value, as the evaluator computes it
     b = make_eval_batch(np.array([3]), [train[3][:7]], np.array([train[3][7]]), MAX_LEN)
-    row = int(((bank.users == 3) & (bank.positions == 7)).nonzero())
+    row = int(((bank.owners == 3) & (bank.upto == 7)).nonzero())
     torch.testing.assert_close(bank.keys[row], model.encode(b.history, b.lengths)[0], rtol=1e-5, atol=1e-6)
     knn_memory.leak_checker(bank, valid, seqs)  # passes on the training bank ...
     with pytest.raises(AssertionError, match="held-out target"):  # ... and fails on one built from full sequences
@@ -63,13 +63,13 @@ def test_lam_zero_reproduces_the_evaluator_and_no_own_entry_is_retrieved(tiny):
     exact = knn_memory.rank_with_memory(model, valid, bank, many, MAX_LEN, batch_size=8)
     fast = knn_memory.rank_with_memory(model, valid, bank, many, MAX_LEN, batch_size=8, fast=True)
     assert all(np.array_equal(e, f) for e, f in zip(exact, fast))  # the target-only ranking used for tuning is rank_targets'
-    assert retrieved and all((bank.users[rows] != users[:, None]).all() for users, rows in retrieved)
-    assert all(int(n) < USERS for _, rows in retrieved for n in bank.users[rows].flatten())
+    assert retrieved and all((bank.owners[rows] != users[:, None]).all() for users, rows in retrieved)
+    assert all(int(n) < USERS for _, rows in retrieved for n in bank.owners[rows].flatten())
     # the benchmark's own guard accepts these retrievals and rejects a retrieval of the user's own entry
     guard = knn_memory.leak_checker(bank, valid, seqs)
     users, rows = retrieved[0]
     guard(None, type("B", (), {"users": users}), rows)
-    own = torch.nonzero(bank.users == users[0])[0]
+    own = torch.nonzero(bank.owners == users[0])[0]
     with pytest.raises(AssertionError, match="own user"):
         guard(None, type("B", (), {"users": users[:1]}), own[None, :])
 

@@ -10,7 +10,7 @@ from memrec.config import RunConfig
 from memrec.data.split import Split
 from memrec.data.batching import TrainBatch, TrainBatches, make_eval_batch, training_windows
 from memrec.errors import ConfigError, UnknownItemError
-from memrec.memory.episodic import adaptive_k, diversity
+from memrec.memory.adaptive_k import adaptive_k, diversity
 from memrec.config import NeighbourConfig
 from memrec.memory.neighbours import build_neighbours
 from memrec.models import RAMRec, RAMRecConfig, SASRec, SASRecConfig, build_model
@@ -89,20 +89,20 @@ def test_training_output_at_t_ignores_later_items_in_train_mode_too():
 def test_training_writes_each_users_own_transitions_to_their_bank():
     model = tiny().train()
     learn(model, batch([3, 8], [[5, 6, 7, 8], [20, 21, 0, 0]]))
-    assert model.bank.entries(3)["items"].tolist() == [6, 7, 8]  # what followed each prefix, the last target included
-    assert model.bank.entries(8)["items"].tolist() == [21]
-    assert model.bank.num_users == 2
+    assert model.bank.entries(3)["values"][:, 0].tolist() == [6, 7, 8]  # what followed each prefix, the last target included
+    assert model.bank.entries(8)["values"][:, 0].tolist() == [21]
+    assert model.bank.num_owners == 2
     hits = model.bank.entries(3)["hits"]
     assert hits[-1] == 0 and hits[0] > 0  # the earliest entry was retrieved by the later positions
 
 
 def test_banks_never_hold_a_validation_or_test_target(trained, ml100k_split):
     for u in range(200):
-        items = set(trained.bank.entries(u)["items"].tolist())
+        items = set(trained.bank.entries(u)["values"][:, 0].tolist())
         assert items <= set(ml100k_split.train[u].tolist()), u
         assert int(ml100k_split.valid.targets[u]) not in items and int(ml100k_split.test.targets[u]) not in items
-    assert trained.bank.num_users == 200 and max(len(s) for s in ml100k_split.train[:200]) > 100
-    assert len(trained.bank.entries(int(np.argmax([len(s) for s in ml100k_split.train[:200]])))["items"]) == 100  # pruned to capacity
+    assert trained.bank.num_owners == 200 and max(len(s) for s in ml100k_split.train[:200]) > 100
+    assert len(trained.bank.entries(int(np.argmax([len(s) for s in ml100k_split.train[:200]])))["values"]) == 100  # pruned to capacity
 
 
 def test_evaluation_reads_the_users_bank(trained, ml100k_split):
@@ -137,7 +137,7 @@ def test_checkpoint_keeps_the_banks(trained, ml100k, ml100k_split, tmp_path):
     config = RunConfig.from_dict({"model": "ramrec", "data": {"max_len": MAX_LEN}, "model_config": {"hidden_size": 32, "inner_size": 64}})
     save_checkpoint(tmp_path / "m.pt", trained, config, ml100k)
     loaded = load_checkpoint(tmp_path / "m.pt").model
-    assert loaded.bank.num_users == 200 and len(loaded.bank) == len(trained.bank)
+    assert loaded.bank.num_owners == 200 and len(loaded.bank) == len(trained.bank)
     b = make_eval_batch(np.arange(50), ml100k_split.test.histories[:50], ml100k_split.test.targets[:50], MAX_LEN)
     assert torch.equal(loaded.score_all(b), trained.score_all(b))
 
@@ -163,14 +163,14 @@ def test_without_memory_it_is_sasrec():
     sasrec.eval(), plain.eval()
     assert torch.equal(plain.encode_positions(items), sasrec.encode_positions(items))
     learn(plain.train(), batch([0], [[4, 8, 15]]))
-    assert plain.bank.num_users == 0
+    assert plain.bank.num_owners == 0
 
 
 def test_public_code_mode_trains_no_fusion_and_pools_one_vector():
     model = tiny(public_code_mode=True)
     learn(model.train(), batch([0], [[5, 6, 7, 8, 9]])).backward()
     assert all(p.grad is None and not p.requires_grad for p in [*model.cross.parameters(), *model.gate.parameters()])
-    assert model.bank.entries(0)["items"].tolist() == [6, 7, 8, 9]  # banks are still written
+    assert model.bank.entries(0)["values"][:, 0].tolist() == [6, 7, 8, 9]  # banks are still written
     items = torch.tensor([[5, 6, 7, 8]])
     model.eval()
     hidden = model.encoder(model.embed(items))
@@ -243,6 +243,6 @@ def test_loss_changes_nothing_until_the_memory_step():
     writes = []
     model.loss(b, CE)
     model.loss(b, CE, writes)
-    assert model.bank.num_users == 0 and len(writes) == 1  # asked, not written
+    assert model.bank.num_owners == 0 and len(writes) == 1  # asked, not written
     model.write_memory(writes)
-    assert model.bank.entries(3)["items"].tolist() == [6, 7, 8]
+    assert model.bank.entries(3)["values"][:, 0].tolist() == [6, 7, 8]

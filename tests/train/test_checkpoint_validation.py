@@ -123,9 +123,9 @@ def test_memory_buffers_that_do_not_fit_are_one_line_too(tmp_path):
     from memrec.train.checkpoint import CheckpointError, load_checkpoint
 
     payload = torch.load(tiny_checkpoint(tmp_path / "ramrec.pt", "ramrec", ["[PAD]", "a", "b", "c"]), weights_only=True)
-    torch.save({**payload, "state_dict": {**payload["state_dict"], "bank.keys": torch.zeros(0, 3, 5)}}, tmp_path / "bad.pt")
+    torch.save({**payload, "state_dict": {**payload["state_dict"], "bank.keys": torch.zeros(0, 5)}}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(tmp_path / "bad.pt")
     message = str(caught.value)
     assert message.startswith(f"checkpoint {tmp_path / 'bad.pt'}: state_dict does not fit the ramrec model (") and "\n" not in message
-    assert "bank.keys: stored banks have shape (3, 5)" in message
+    assert "bank.keys: stored entries have 5 dimensions, this memory expects 16" in message

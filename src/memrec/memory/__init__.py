@@ -1,5 +1,5 @@
-"""Memory mechanisms shared by the memory models: per-user memory vectors, episodic banks, a vector index."""
-from memrec.memory.episodic import EpisodicConfig, EpisodicMemory, adaptive_k, diversity, quality
+"""Memory mechanisms shared by the memory models: per-user memory vectors, one transition memory, a vector index."""
+from memrec.memory.adaptive_k import adaptive_k, diversity
 from memrec.memory.index import (
     FaissIndex,
     FaissMissingError,
@@ -11,11 +11,12 @@ from memrec.memory.index import (
     make_index,
     select_topk,
 )
+from memrec.memory.transitions import QualityConfig, TransitionConfig, TransitionMemory, quality, visible
 from memrec.memory.user_memory import MemoryCell, MemoryConfig, MemoryVersionError, UpdateTrigger, UserMemory
 
 __all__ = [
     "MemoryCell", "MemoryConfig", "MemoryVersionError", "UpdateTrigger", "UserMemory",
-    "EpisodicConfig", "EpisodicMemory", "adaptive_k", "diversity", "quality",
+    "QualityConfig", "TransitionConfig", "TransitionMemory", "quality", "visible", "adaptive_k", "diversity",
     "FaissIndex", "FaissMissingError", "TorchIndex", "VectorIndex", "VectorIndexError",
     "exact_search", "load_index", "make_index", "select_topk",
 ]

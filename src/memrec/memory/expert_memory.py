@@ -33,7 +33,9 @@ result of a query never depends on the other queries of its batch. The best ``k`
 **Visibility**: a query may carry an owner ``o`` (a user) and a position ``p`` (it predicts what
 comes after item ``p`` of ``o``'s sequence). An entry of owner ``o`` whose latest item (``upto``) lies
 after ``p`` is invisible to it, so a memory never holds the item being predicted or anything after
-it. Entries without an owner (``-1``) and queries without one see everything.
+it. Entries without an owner (``-1``) and queries without one see everything. This is the rule of
+:func:`memrec.memory.transitions.visible`, and importance is its one quality score: the tiers hold
+value vectors and prototypes, not next items, so they keep their own storage.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ from torch import nn
 
 from memrec.errors import ConfigError
 from memrec.memory.index import GrowingRows, VectorIndexError, check_vectors, exact_search, make_index
+from memrec.memory.transitions import QualityConfig, quality, visible
 
 TIERS = ("short_term", "long_term", "episodic", "semantic")
 COLUMNS = ("values", "items", "importance", "created", "access", "owner", "upto", "count")
@@ -110,15 +113,16 @@ class ExpertMemoryConfig:
 
 
 def importance(i0: torch.Tensor, created: torch.Tensor, access: torch.Tensor, clock: float, config: ExpertMemoryConfig) -> torch.Tensor:
-    """Importance in [0, 1] now (see the module docstring); all arguments (n,).
+    """Importance in [0, 1] now (see the module docstring); all arguments (n,). The one quality score of
+    :func:`memrec.memory.transitions.quality`, as :meth:`QualityConfig.importance` sets it.
 
     Example:
         >>> cfg = ExpertMemoryConfig(importance_half_life=10.0, access_gain=0.1)
         >>> [round(v, 3) for v in importance(torch.tensor([0.8, 0.8]), torch.tensor([0.0, 0.0]), torch.tensor([0.0, 3.0]), 10.0, cfg).tolist()]
         [0.4, 0.539]
     """
-    decayed = i0 * torch.pow(2.0, -(clock - created) / config.importance_half_life)
-    return (decayed + config.access_gain * torch.log1p(access)).clamp(max=1.0)
+    score = QualityConfig.importance(config.importance_half_life, config.access_gain)
+    return quality(i0, clock - created, access, torch.zeros_like(access), score)
 
 
 @dataclass
@@ -430,9 +434,7 @@ class ExpertMemory(nn.Module):
 
     @staticmethod
     def _visible(tier: MemoryTier, rows, owners, positions) -> torch.Tensor:  # (Q, f) bool
-        owner, upto = tier.owner[rows.clamp(min=0)], tier.upto[rows.clamp(min=0)]
-        other = (owner < 0) | (owners[:, None] < 0) | (owner != owners[:, None])
-        return other | (upto <= positions[:, None])
+        return visible(tier.owner[rows.clamp(min=0)], tier.upto[rows.clamp(min=0)], owners[:, None], positions[:, None])
 
     def _empty(self, q: int, k: int) -> Recall:
         return Recall(torch.zeros(q, k, self.key_dim), torch.zeros(q, k, self.value_dim), torch.full((q, k), -1, dtype=torch.int64),

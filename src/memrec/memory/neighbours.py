@@ -41,12 +41,12 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from memrec import progress
 from memrec.data.batching import EvalBatch, eval_batches
 from memrec.data.split import EvalSet
 from memrec.config import NeighbourConfig
-from memrec.memory.index import IndexCache, SearchConfig
+from memrec.memory.transitions import TransitionMemory
 
 
 def contexts(sequences: list[np.ndarray]) -> tuple[EvalSet, np.ndarray]:
@@ -154,8 +154,9 @@ def mix_scores(logits: torch.Tensor, seen: torch.Tensor, sims: torch.Tensor, val
     return base.scatter(1, at, torch.where(use, boosted, base_at))
 
 
-class NeighbourMemory(nn.Module):
-    """Entries of every user's training positions, and the chosen ``k``, ``T``, weight and gate, saved with the model.
+class NeighbourMemory(TransitionMemory):
+    """A transition memory of every user's training positions (unit keys, the next ``H`` items), and the
+    chosen ``k``, ``T``, weight, gate and decay, saved with the model.
 
     Example:
         >>> mem = NeighbourMemory(dim=2)
@@ -169,11 +170,7 @@ class NeighbourMemory(nn.Module):
     """
 
     def __init__(self, dim: int = 0):
-        super().__init__()
-        self.dim = dim  # 0: taken from the first keys built or loaded
-        self.register_buffer("keys", torch.zeros(0, dim))  # (M, d), unit rows
-        self.register_buffer("values", torch.zeros(0, 1, dtype=torch.int64))  # (M, H) the items that followed, -1 padded
-        self.register_buffer("owners", torch.zeros(0, dtype=torch.int64))  # (M,) user index of each entry
+        super().__init__(dim)
         self.register_buffer("setting", torch.tensor([0.0, 1.0, 0.0, -1.0, 0.0], dtype=torch.float64))  # k, temperature, weight, gate, decay
         self._online: tuple[NeighbourMemory, ...] = ()  # entries added while serving (not saved): see attach_online
 
@@ -181,9 +178,6 @@ class NeighbourMemory(nn.Module):
         """Also search ``entries`` (a memory of positions seen after training, e.g. built by a service
         from its event logs) whenever this memory mixes; None detaches them. They are not saved."""
         self._online = () if entries is None else (entries,)
-
-    def __len__(self) -> int:
-        return len(self.values)
 
     @property
     def k(self) -> int:
@@ -219,21 +213,11 @@ class NeighbourMemory(nn.Module):
                              f"got {k}, {temperature}, {weight}, {gate}, {decay}")
         self.setting = torch.tensor([float(k), temperature, weight, gate, decay], dtype=torch.float64)
 
-    def build(self, keys: torch.Tensor, values: torch.Tensor, owners: torch.Tensor) -> None:
-        """Hold these entries: keys (M, d), values (M,) the next items or (M, H) the next H items
-        (-1 past the end of a sequence: :func:`followers`), owners (M,)."""
-        values = values if values.dim() == 2 else values.unsqueeze(1)
-        self.dim = self.dim or (keys.size(1) if keys.dim() == 2 else 0)
-        if keys.shape != (len(values), self.dim) or owners.shape != values.shape[:1]:
-            raise ValueError(f"expected keys (M, {self.dim}), values (M,) or (M, H) and owners (M,), "
-                             f"got {tuple(keys.shape)}, {tuple(values.shape)}, {tuple(owners.shape)}")
-        if not torch.isfinite(keys).all():
-            raise ValueError("neighbour memory keys contain NaN or infinite values")
-        order = torch.sort(owners, stable=True).indices  # entries grouped by owner: a user's own are one range
-        self.keys = F.normalize(keys.detach().float(), dim=1)[order]
-        self.values, self.owners = values.to(torch.int64)[order], owners.to(torch.int64)[order]
-
-    search_config = SearchConfig()  # the index searches go through: exact torch below 10^6 entries, FAISS IVF from there (memrec.memory.index)
+    def build(self, keys: torch.Tensor, values: torch.Tensor, owners: torch.Tensor, upto: torch.Tensor | None = None) -> None:
+        """Hold exactly these entries: keys (M, d), values (M,) the next items or (M, H) the next H items
+        (-1 past the end of a sequence: :func:`followers`), owners (M,), upto (M,) or None."""
+        self._replace({name: getattr(self, name)[:0] for name in ("keys", "values", "owners", "upto", "hits", "credit", "last_used")})
+        self.add(F.normalize(keys.detach().float(), dim=-1), values, owners, upto)
 
     def search(self, queries: torch.Tensor, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` nearest entries of other users: queries (B, d), users (B,) -> cosine similarities
@@ -241,9 +225,7 @@ class NeighbourMemory(nn.Module):
         Through the index ``search_config`` chooses (exact, a matmul and ``topk``, below 10^6 entries)."""
         if not len(self):
             return queries.new_zeros(len(users), 0), self.values.new_zeros(len(users), 0, self.values.size(1))
-        index = self.__dict__.setdefault("_index", IndexCache()).get(self.keys, self.search_config)  # ids: entry rows
-        starts, stops = torch.searchsorted(self.owners, users), torch.searchsorted(self.owners, users, right=True)  # own entries: one range
-        sims, rows = index.search_excluding(F.normalize(queries.float(), dim=1), k, starts, stops)
+        sims, rows = self.nearest(F.normalize(queries.float(), dim=1), users, k)
         return sims, torch.where(rows.unsqueeze(2) >= 0, self.values[rows.clamp(min=0)], -1)
 
     def mix(self, logits: torch.Tensor, seen: torch.Tensor, queries: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -256,14 +238,9 @@ class NeighbourMemory(nn.Module):
         return mix_scores(logits, seen, sims, values, self.temperature, self.weight, self.gate, self.decay)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        if prefix + "keys" not in state_dict:  # a checkpoint from before this memory existed: stay empty
-            return
-        for name in ("keys", "values", "owners"):  # entries vary in number: take the stored sizes
-            setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        self.dim = self.keys.size(1)
-        if state_dict[prefix + "values"].dim() == 1:  # saved before the horizon: the next item only
-            state_dict[prefix + "values"] = state_dict[prefix + "values"].unsqueeze(1)
-            self.values = self.values.unsqueeze(1)
+        values = state_dict.get(prefix + "values")
+        if values is not None and values.dim() == 1:  # saved before the horizon: the next item only
+            state_dict[prefix + "values"] = values.unsqueeze(1)
         setting = state_dict.get(prefix + "setting")
         if setting is not None and setting.numel() < 5:  # saved before the gate (every query mixed) or the decay (next item only)
             state_dict[prefix + "setting"] = torch.cat([setting, setting.new_tensor([-1.0, 0.0][setting.numel() - 3:])])
@@ -319,7 +296,7 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
     settings = grid.settings()
     kmax = max(setting[0] for setting in settings)
     ranks = [np.zeros(len(evalset), dtype=np.int64) for _ in settings]
-    for rows, batch in eval_batches(evalset, max_len, batch_size):
+    for rows, batch in progress.track(eval_batches(evalset, max_len, batch_size), len(evalset), f"memory: {len(settings)} settings", "user", size=lambda b: len(b[0])):
         logits, queries = states(batch)
         seen = seen_mask(batch, logits.size(1))
         sims, values = memory.search(queries, batch.users, kmax) if len(memory) else (logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0, 1))
@@ -362,7 +339,7 @@ def build_neighbours(model, split, max_len: int, config: NeighbourConfig, batch_
     try:
         moments, positions = contexts(split.train)  # training positions only: no held-out target is a value
         keys = None
-        for rows, batch in eval_batches(moments, max_len, batch_size):
+        for rows, batch in progress.track(eval_batches(moments, max_len, batch_size), len(moments), "memory: keys", "entry", size=lambda b: len(b[0])):
             states = model.scores_and_states(batch)[1]  # (B, d)
             keys = states.new_zeros(len(moments), states.size(1)) if keys is None else keys
             keys[torch.from_numpy(rows)] = states.float()
@@ -370,7 +347,8 @@ def build_neighbours(model, split, max_len: int, config: NeighbourConfig, batch_
         if keys is None:
             log("neighbour memory: no training position to remember (every training sequence has one item)")
             return {}
-        model.neighbours.build(keys, torch.from_numpy(values), torch.from_numpy(moments.users))
+        upto = positions + (values >= 0).sum(1) - 1  # the latest item each entry holds
+        model.neighbours.build(keys, torch.from_numpy(values), torch.from_numpy(moments.users), torch.from_numpy(upto))
         table = tune(model.neighbours, split.valid, max_len, model.scores_and_states, config, batch_size)
     finally:
         model.train(was)

@@ -12,13 +12,14 @@ followed it. Position t may use entries with ``j < t`` only, so it never sees it
 - **training**: the entries are the earlier positions of the same window, built on the fly (exact,
   differentiable: cross-attention, gate and backbone all learn through the memory). Each step also
   writes the window's entries, with their retrieval statistics, into the user's persistent bank
-  (:class:`~memrec.memory.EpisodicMemory`, keyed by the user index, pruned by quality);
+  (a :class:`~memrec.memory.transitions.TransitionMemory` owned by the user index, one entry per next
+  item, at most ``bank_capacity`` per user, pruned by quality);
 - **evaluation** (``encode``/``score_all`` with ``users``): the last position reads the window's
   entries plus the user's bank entries whose item is not in the window (older history). Banks hold
   training transitions only, all of which precede any validation or test target.
 
 K per position comes from the diversity (entropy) of the visible entries' items (see
-:mod:`memrec.memory.episodic`), or is fixed with ``fixed_k``. ``use_memory=False`` is the plain
+:mod:`memrec.memory.adaptive_k`), or is fixed with ``fixed_k``. ``use_memory=False`` is the plain
 backbone; ``public_code_mode=True`` mimics the public code for the ablation: memory unused in
 training, one softmax-pooled vector per position (a single key), fusion weights never trained.
 
@@ -39,8 +40,9 @@ from torch import nn
 
 from memrec.data.batching import EvalBatch, TrainBatch
 from memrec.errors import ConfigError
-from memrec.memory.episodic import EpisodicConfig, EpisodicMemory, adaptive_k, diversity
+from memrec.memory.adaptive_k import adaptive_k, diversity
 from memrec.memory.index import select_topk
+from memrec.memory.transitions import QualityConfig, TransitionConfig, TransitionMemory
 from memrec.models.sasrec import SASRec, SASRecConfig
 
 
@@ -55,7 +57,7 @@ class RAMRecConfig(SASRecConfig):
     k_max: int = 20
     bank_capacity: int = 100  # entries per user bank
     bank_at_eval: bool = True  # at evaluation also read the user's bank (history older than the window)
-    w_frequency: float = 1.0  # quality weights for pruning, see memrec.memory.episodic
+    w_frequency: float = 1.0  # quality weights for pruning, see memrec.memory.transitions
     w_recency: float = 1.0
     w_usefulness: float = 1.0
     recency_scale: float = 1000.0
@@ -111,7 +113,7 @@ class RAMRec(SASRec):
         >>> model.encode_positions(items, users).shape
         torch.Size([1, 4, 16])
         >>> model.update_memory(users, [np.array([7, 8, 9, 10])])  # the user's past, into the bank
-        >>> sorted(model.bank.entries(0)["items"].tolist())
+        >>> sorted(model.bank.entries(0)["values"][:, 0].tolist())
         [8, 9, 10]
         >>> model.encode(items, torch.tensor([3]), users).shape  # reads the window and the bank
         torch.Size([1, 16])
@@ -131,7 +133,8 @@ class RAMRec(SASRec):
         self.gate = nn.Linear(2 * d, d)
         self.cross.apply(self._init)
         self.gate.apply(self._init)
-        self.bank = EpisodicMemory(d, EpisodicConfig(config.bank_capacity, config.w_frequency, config.w_recency, config.w_usefulness, config.recency_scale))
+        quality = QualityConfig(config.w_recency, config.w_frequency, config.w_usefulness, config.recency_scale)
+        self.bank = TransitionMemory(d, horizon=1, config=TransitionConfig(config.bank_capacity, unique=True, quality=quality))
         if config.public_code_mode:  # the public code never trains the fusion
             for p in [*self.cross.parameters(), *self.gate.parameters()]:
                 p.requires_grad_(False)
@@ -201,11 +204,12 @@ class RAMRec(SASRec):
         keys, followed, visible = self.window_entries(hidden, items)
         visible = visible[rows, last].unsqueeze(1)  # (B, 1, L-1)
         query = hidden[rows, last].unsqueeze(1)  # (B, 1, d)
-        if users is None or not self.config.bank_at_eval or self.training or not self.bank.num_slots:
+        if users is None or not self.config.bank_at_eval or self.training or not len(self.bank):
             state = self.read_memory(query, keys, followed, visible)[0][:, 0]
             return state, state
         window_state = self.read_memory(query, keys, followed, visible)[0][:, 0] if window else None
-        bank_keys, bank_items = self.bank.gather(users)  # (B, C, d), (B, C)
+        bank_keys, bank_items = self.bank.gather(users)  # (B, C, d), (B, C, 1)
+        bank_items = bank_items[..., 0].clamp(min=0)  # (B, C), 0: an empty slot
         in_window = ((bank_items[:, :, None] == followed[:, None, :]) & visible).any(-1)  # (B, C)
         keys = torch.cat([keys, bank_keys], 1)
         followed = torch.cat([followed, bank_items], 1)
@@ -243,17 +247,27 @@ class RAMRec(SASRec):
         if stats is not None:  # the last position's entry was not retrievable inside the window
             hits, credit = (F.pad(s.detach(), (0, 1)) for s in stats)
         hidden = hidden.detach()
-        return lambda: self.bank.write(users, hidden, targets, hits, credit)
+        return lambda: self._write_bank(users, hidden, targets, hits, credit)
+
+    def _write_bank(self, users, hidden, targets, hits=None, credit=None) -> None:
+        """Each row's entries (h_j, target_j) into its user's bank: users (B,), hidden (B, L, d), targets,
+        hits, credit (B, L); of an item repeated in a row, its last position (the latest prefix)."""
+        b, length = targets.shape
+        pos = torch.arange(length)
+        later = ((targets[:, :, None] == targets[:, None, :]) & (pos[None, None, :] > pos[None, :, None])).any(-1)  # (B, L)
+        keep = (targets > 0) & ~later
+        stats = [None if x is None else x[keep] for x in (hits, credit)]
+        self.bank.add(hidden[keep], targets[keep], users[:, None].expand(b, length)[keep], None, *stats)
 
     def keeps_banks(self) -> bool:
         """Whether ranking reads per-user banks written in training (memory on, read at evaluation, written)."""
-        return self.config.use_memory and self.config.bank_at_eval and self.bank.num_slots > 0
+        return self.config.use_memory and self.config.bank_at_eval and len(self.bank) > 0
 
     def ranks_training_users_apart(self) -> bool:
         return self.keeps_banks() or super().ranks_training_users_apart()
 
     def check_training_users(self, count: int) -> None:
-        if (self.bank.slot_of_user[count:] >= 0).any():
+        if (self.bank.owners >= count).any():
             raise ValueError(f"has banks for user indices beyond its {count} training users")
 
     @torch.no_grad()
@@ -274,6 +288,6 @@ class RAMRec(SASRec):
         was = self.training
         self.eval()
         try:
-            self.bank.write(torch.as_tensor(users, dtype=torch.int64), self.encoder(self.embed(inputs)), targets)
+            self._write_bank(torch.as_tensor(users, dtype=torch.int64), self.encoder(self.embed(inputs)), targets)
         finally:
             self.train(was)
