@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from memrec import progress
 from memrec.assist.types import Query
 from memrec.errors import ConfigError, MemrecError
 
@@ -126,6 +127,7 @@ def cmd_build_memory(args) -> int:
     from memrec.assist.evaluate import EvalConfig, scientific_memory, scientific_setup
 
     config = EvalConfig(dataset=args.dataset, data_dir=args.data_dir, num_queries=args.queries, num_train=args.train_queries, seed=args.seed)
+    progress.note(f"loading {args.dataset} and its item text vectors (encoded once, then cached: the first run takes minutes on one core)")
     ds, split, queries, catalog, encode = scientific_setup(config)
     reasoner = make_reasoner(args, catalog.texts)
     memory = scientific_memory(queries, reasoner, catalog, encode)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from memrec import progress
 from memrec.assist.types import MemoryChunk, Query, Reasoner
 from memrec.errors import DataFormatError, MemrecError, UnknownUserError
 from memrec.memory.index import exact_search
@@ -269,7 +270,7 @@ def build_global_memory(queries: Sequence[Query], reasoner: Reasoner, catalog=No
     for q in queries:
         by_category[q.category].append(q)
     aspects = {}
-    for category, group in by_category.items():
+    for category, group in progress.track(by_category.items(), len(queries), "global memory", "request", size=lambda c: len(c[1])):
         hits = catalog.search([q.text for q in group], k=config.negatives + 1)
         votes: Counter = Counter()
         first: dict[tuple, str] = {}
@@ -317,8 +318,10 @@ def build_memory(histories: Mapping[str, Sequence[Record]], reasoner: Reasoner, 
         >>> [c.kind for c in memory.chunks("u")], memory.history("u")
         (['record', 'pattern', 'profile'], ['i1'])
     """
-    chunks = [c for user, records in histories.items() for c in build_local_memory(str(user), records, reasoner, config)]
+    users = progress.track(histories.items(), len(histories), "local memory", "user")
+    chunks = [c for user, records in users for c in build_local_memory(str(user), records, reasoner, config)]
     aspects = build_global_memory(list(train_queries), reasoner, catalog, config)
     meta = {"reasoner": getattr(reasoner, "name", type(reasoner).__name__), "config": asdict(config), **(meta or {})}
     history_ids = {str(u): [r.item for r in records] for u, records in histories.items()}
+    progress.note(f"embedding {len(chunks):,} memory chunks (one encoder call)")
     return MemoryIndex(chunks, encode, aspects, history_ids, meta=meta)

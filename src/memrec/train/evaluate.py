@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from memrec import progress
 from memrec.data.batching import EvalBatch, eval_batches
 from memrec.data.split import EvalSet
 from memrec.errors import MemrecError
@@ -119,7 +120,8 @@ def rank_evalset(model, evalset: EvalSet, max_len: int, batch_size: int = 512) -
     model.eval()
     ranks = np.zeros(len(evalset), dtype=np.int64)
     try:
-        for rows, batch in eval_batches(evalset, max_len, batch_size):
+        batches = progress.track(eval_batches(evalset, max_len, batch_size), len(evalset), "evaluating", "user", size=lambda b: len(b[0]))
+        for rows, batch in batches:
             ranks[rows] = rank_targets(padded_scores(model, batch), batch).numpy()
     finally:
         model.train(was_training)

@@ -1,8 +1,9 @@
 """One training run from a :class:`RunConfig` to a folder of results.
 
 The folder receives: ``config.yaml`` (the full config), ``metrics.json``, ``checkpoint.pt`` (best
-validation weights), ``curve.png`` (validation NDCG@10 per epoch), ``results.txt`` (the printed
-table) and ``tensorboard/`` logs.
+validation weights), ``curve.png`` (training loss and validation NDCG@10 per epoch, best epoch marked),
+``test_ranks.npz`` (each test user's target rank, for per-user tests in ``memrec compare``),
+``results.txt`` (the printed table) and ``tensorboard/`` logs.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from memrec import progress as bars
 from memrec.config import RunConfig
 from memrec.data import load_dataset, split_dataset
 from memrec.errors import MemrecError
@@ -20,8 +23,8 @@ from memrec.memory.neighbours import build_neighbours
 from memrec.models import build_model
 from memrec.runtime import keep_freed_memory
 from memrec.train.checkpoint import save_checkpoint
-from memrec.train.evaluate import evaluate
-from memrec.train.report import format_table, metrics_rows, plot_curves
+from memrec.train.evaluate import evaluate, metrics_from_ranks, rank_evalset
+from memrec.train.report import format_table, metrics_rows, plot_training
 from memrec.train.trainer import Trainer, seed_everything
 
 
@@ -61,6 +64,11 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
         >>> metrics["epochs"], sorted(metrics["test"])[:2]
         (1, ['hit@10', 'hit@20'])
     """
+    with bars.switched(progress):  # every bar of the run: training, evaluation, memory build
+        return _train_and_evaluate(config, output_dir, log, overwrite)
+
+
+def _train_and_evaluate(config: RunConfig, output_dir: str | Path, log, overwrite: bool) -> dict:
     out = check_output(output_dir, overwrite)
     torch.set_num_threads(config.train.threads)
     keep_freed_memory()
@@ -75,7 +83,7 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
     shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a replaced run's curves would mix with this one's
     config.save(out / "config.yaml")
     writer = _tensorboard(out / "tensorboard")
-    trainer = Trainer(model, split, config, writer=writer, progress=progress)
+    trainer = Trainer(model, split, config, writer=writer)
     result = trainer.fit(log=log)
     if writer is not None:
         writer.close()
@@ -85,7 +93,8 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
     chosen_after_training |= build_neighbours(model, split, config.data.max_len, config.memory.neighbours, t.eval_batch_size, log)
     valid = evaluate(model, split.valid, config.data.max_len, t.eval_batch_size, t.metric_ks)
     tic = time.perf_counter()
-    test = evaluate(model, split.test, config.data.max_len, t.eval_batch_size, t.metric_ks)
+    test_ranks = rank_evalset(model, split.test, config.data.max_len, t.eval_batch_size)
+    test = metrics_from_ranks(test_ranks, t.metric_ks)
     eval_seconds = time.perf_counter() - tic
 
     metrics = {
@@ -109,7 +118,8 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
     }
     save_checkpoint(out / "checkpoint.pt", model, config, ds)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_curves({config.model: [(r.epoch, r.valid["ndcg@10"]) for r in result.history if r.valid]}, out / "curve.png")
+    np.savez_compressed(out / "test_ranks.npz", users=split.test.users, targets=split.test.targets, ranks=test_ranks.astype(np.int32))
+    plot_training(metrics, out / "curve.png")
     table = format_table(metrics_rows(metrics))
     (out / "results.txt").write_text(table + "\n")
     log(f"best epoch {result.best_epoch} of {len(result.history)} ({result.stopped_because}); {result.train_seconds_per_epoch:.2f}s per epoch")

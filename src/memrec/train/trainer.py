@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from memrec import progress
 from memrec.config import RunConfig
 from memrec.data.batching import TrainBatches, training_windows
 from memrec.data.split import Split
@@ -76,25 +76,27 @@ class Trainer:
         self.model.train()
         torch.manual_seed(t.seed * 100_003 + epoch)
         losses = []
-        bar = tqdm(self.batches.epoch(t.seed * 100_003 + epoch), total=len(self.batches), desc=f"epoch {epoch}", leave=False, disable=None if self.progress is None else not self.progress)
-        for batch in bar:
-            writes = []
-            loss = self.model.loss(batch, self.objective, writes)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr or set train.grad_clip")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
-            self.model.write_memory(writes)  # the explicit memory step: what the batch asked to remember
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        with progress.bar(len(self.batches), f"epoch {epoch}", "batch", self.progress) as bar:
+            for batch in self.batches.epoch(t.seed * 100_003 + epoch):
+                writes = []
+                loss = self.model.loss(batch, self.objective, writes)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr or set train.grad_clip")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.optimizer.step()
+                self.model.write_memory(writes)  # the explicit memory step: what the batch asked to remember
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+                bar.update()
         return float(np.mean(losses))
 
     def validate(self) -> dict[str, float]:
         t = self.config.train
-        return evaluate(self.model, self.split.valid, self.config.data.max_len, t.eval_batch_size, t.metric_ks)
+        with progress.switched(self.progress):
+            return evaluate(self.model, self.split.valid, self.config.data.max_len, t.eval_batch_size, t.metric_ks)
 
     def fit(self, log=print) -> TrainResult:
         t = self.config.train
