@@ -104,6 +104,7 @@ class NeighbourConfig:
     decays: tuple[float, ...] = (0.0, 0.5)  # weight of a neighbour's j-th next item: decay^(j-1); 0: the next item only
     horizon: int = 5  # an entry's values: the next this many items of its owner (5 was chosen on validation on all four data sets)
     confidence: float = 0.95  # a setting is eligible only if this interval of its validation gain lies above 0; 0: any gain
+    index: str = "auto"  # how entries are searched: auto (exact below 10^6 entries, FAISS IVF from there), torch / faiss (exact), ivf, hnsw
 
     def __post_init__(self):
         for name in ("ks", "temperatures", "weights", "gates", "decays"):
@@ -112,9 +113,17 @@ class NeighbourConfig:
                 or min(self.temperatures) <= 0 or not all(0 < w < 1 for w in self.weights) \
                 or not all(-1.0 <= g <= 1.0 for g in self.gates) or not all(0.0 <= d <= 1.0 for d in self.decays) \
                 or self.horizon < 1 or not 0.0 <= self.confidence < 1.0:
-            shown = " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name != "enabled")
+            shown = " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name not in ("enabled", "index"))
             raise ConfigError(f"memory.neighbours: expected ks >= 1, temperatures > 0, weights in (0, 1), gates in [-1, 1], "
                               f"decays in [0, 1], horizon >= 1 and confidence in [0, 1), got {shown}")
+        from memrec.memory.index import BACKENDS  # here: memrec.memory imports this module
+        if self.index not in BACKENDS:
+            raise ConfigError(f"memory.neighbours.index: expected one of {', '.join(BACKENDS)}, got {self.index!r}")
+
+    def search(self):
+        """The :class:`memrec.memory.index.SearchConfig` the memory searches through."""
+        from memrec.memory.index import SearchConfig
+        return SearchConfig(backend=self.index)
 
     def settings(self) -> list[tuple[int, float, float, float, float]]:
         return [(0, 1.0, 0.0, -1.0, 0.0)] + [(k, t, w, g, d) for k in self.ks for t in self.temperatures for w in self.weights

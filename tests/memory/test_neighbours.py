@@ -7,6 +7,7 @@ import torch
 from memrec.data.batching import make_eval_batch
 from memrec.data.split import EvalSet
 from memrec.config import NeighbourConfig
+from memrec.errors import ConfigError
 from memrec.memory.neighbours import NeighbourMemory, contexts, followers, memory_mass, mix_scores, seen_mask, tune
 
 
@@ -246,3 +247,26 @@ def test_seen_mask_marks_padding_and_the_full_history():
     b = make_eval_batch(np.array([0, 1]), [np.array([2, 3]), np.array([4])], np.array([5, 6]), max_len=1)
     seen = seen_mask(b, 8)
     assert seen[0].nonzero().flatten().tolist() == [0, 2, 3] and seen[1].nonzero().flatten().tolist() == [0, 4]
+
+
+def test_the_index_setting_chooses_the_search_and_travels_with_the_checkpoint(tmp_path):
+    from memrec.config import RunConfig
+    from memrec.data import SequenceDataset, split_dataset
+    from memrec.memory.neighbours import build_neighbours
+    from memrec.models import build_model
+    from memrec.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ds = SequenceDataset.from_sequences({f"u{i}": [f"i{(i * 7 + j) % 13}" for j in range(6)] for i in range(30)})
+    split = split_dataset(ds)
+    reports = {}
+    for index in ("torch", "faiss"):
+        torch.manual_seed(0)
+        model = build_model("gru4rec", ds.num_items, 5)
+        reports[index] = build_neighbours(model, split, 5, NeighbourConfig(enabled=True, ks=(4,), index=index), log=lambda *_: None)
+        assert model.neighbours.search_config.backend == index
+    assert reports["torch"] == reports["faiss"]  # both exact: the same validation table
+    config = RunConfig.from_dict({"model": "gru4rec", "data": {"max_len": 5}, "memory": {"neighbours": {"enabled": True, "index": "hnsw"}}})
+    save_checkpoint(tmp_path / "m.pt", model, config, ds)
+    assert load_checkpoint(tmp_path / "m.pt").model.neighbours.search_config.backend == "hnsw"
+    with pytest.raises(ConfigError, match="memory.neighbours.index: expected one of auto, torch, faiss, ivf, hnsw, got 'annoy'"):
+        NeighbourConfig(index="annoy")

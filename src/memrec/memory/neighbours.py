@@ -296,7 +296,7 @@ def tune(memory: NeighbourMemory, evalset: EvalSet, max_len: int, states: Callab
     settings = grid.settings()
     kmax = max(setting[0] for setting in settings)
     ranks = [np.zeros(len(evalset), dtype=np.int64) for _ in settings]
-    for rows, batch in progress.track(eval_batches(evalset, max_len, batch_size), len(evalset), f"memory: {len(settings)} settings", "user", size=lambda b: len(b[0])):
+    for rows, batch in progress.track(eval_batches(evalset, max_len, batch_size), len(evalset), f"neighbour memory: {len(settings)} settings", "user", size=lambda b: len(b[0])):
         logits, queries = states(batch)
         seen = seen_mask(batch, logits.size(1))
         sims, values = memory.search(queries, batch.users, kmax) if len(memory) else (logits.new_zeros(len(rows), 0), batch.users.new_zeros(len(rows), 0, 1))
@@ -336,10 +336,11 @@ def build_neighbours(model, split, max_len: int, config: NeighbourConfig, batch_
         return {}
     was = model.training
     model.eval()
+    model.neighbours.search_config = config.search()
     try:
         moments, positions = contexts(split.train)  # training positions only: no held-out target is a value
         keys = None
-        for rows, batch in progress.track(eval_batches(moments, max_len, batch_size), len(moments), "memory: keys", "entry", size=lambda b: len(b[0])):
+        for rows, batch in progress.track(eval_batches(moments, max_len, batch_size), len(moments), "neighbour memory: keys", "entry", size=lambda b: len(b[0])):
             states = model.scores_and_states(batch)[1]  # (B, d)
             keys = states.new_zeros(len(moments), states.size(1)) if keys is None else keys
             keys[torch.from_numpy(rows)] = states.float()

@@ -193,8 +193,9 @@ class TransitionMemory(nn.Module):
         """Merge repeated (owner, next item) rows of the touched owners and prune each owner to capacity,
         keeping the rows' order (older entries first)."""
         if self.config.unique:
-            pairs = torch.stack([rows["owners"], rows["values"][:, 0]], 1)
-            _, group = torch.unique(pairs, dim=0, return_inverse=True)
+            item = rows["values"][:, 0]
+            pairs = rows["owners"] * (int(item.max()) + 2) + item + 1  # one int per (owner, next item)
+            _, group = torch.unique(pairs, return_inverse=True)
             order = torch.arange(len(group))
             first = torch.full((int(group.max()) + 1,), len(group)).scatter_reduce(0, group, order, "amin")
             last = torch.full_like(first, -1).scatter_reduce(0, group, order, "amax")

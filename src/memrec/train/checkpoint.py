@@ -119,6 +119,7 @@ def _checked(payload: dict) -> Checkpoint:
     try:
         config = RunConfig.from_dict(payload["config"])
         model = build_model(config.model, num_items, payload["max_len"], config.model_config)
+        model.neighbours.search_config = config.memory.neighbours.search()  # the index the run chose (memory.neighbours.index)
     except (ValueError, TypeError) as exc:  # ConfigError included
         raise CheckpointError(f"its config does not build a model ({exc})") from None
     _load_weights(model, payload["state_dict"], config.model)
