@@ -64,7 +64,7 @@ def test_the_neighbour_memory_build_shows_its_steps_and_builds_the_same_memory(s
             reports.append(build_neighbours(model, split, 8, NeighbourConfig(enabled=True, ks=(4,)), batch_size=16, log=lambda *_: None))
         entries.append(model.neighbours.keys.clone())
         err = capsys.readouterr().err
-        assert ("memory: keys" in err and "settings" in err) if shown else err == ""
+        assert ("neighbour memory: keys" in err and "settings" in err) if shown else err == ""
     assert reports[0] == reports[1] and torch.equal(entries[0], entries[1])
 
 
