@@ -4,8 +4,11 @@ neighbour memory on and off, and one clear error for every bad request."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +102,32 @@ def test_train_settings_are_checked_before_anything_is_written(shared_data, tmp_
     with pytest.raises(MemrecError, match="give output=FOLDER"):
         memrec.train("gru4rec", "ml-100k", log=None)
     assert not out.exists()
+
+
+ONE_EPOCH = """\
+import memrec.api as _api
+_run_config = _api.run_config
+_api.run_config = lambda *args, **kwargs: _run_config(*args, **kwargs).with_overrides(["train.epochs=1"])
+"""
+
+
+def test_the_python_guide_runs_as_written(shared_data, tmp_path):
+    """docs/python.md's blocks, in order, in a fresh shell (PATH, HOME, OMP_NUM_THREADS=1) in a folder laid
+    out as a checkout (../shared/data beside it), training capped at one epoch."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "python.md").read_text()
+    code = "\n".join(m.group(1) for m in re.finditer(r"^```python\n(.*?)^```$", guide, re.S | re.M))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(shared_data.resolve())
+    (tmp_path / "main").mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", ONE_EPOCH + code], cwd=tmp_path / "main", env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "Recommendation(rank=1, item=" in out and "'ndcg@10':" in out
+    assert "UnknownUserError unknown user 'nobody'" in out and "UnknownItemError unknown item 'no-such-item'" in out
+    assert "MemrecError empty history: expected at least one item id" in out
+    assert (tmp_path / "main" / "runs" / "shop" / "run" / "checkpoint.pt").is_file()
 
 
 def test_import_memrec_is_cheap_and_train_stays_callable():

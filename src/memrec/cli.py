@@ -61,6 +61,17 @@ def cmd_train(args, extra: list[str]) -> None:
     print(f"results in {args.output}/metrics.json (test ndcg@10 {metrics['test']['ndcg@10']:.4f})")
 
 
+def cmd_tune(args, extra: list[str]) -> None:
+    from memrec.tune import search_space, tune
+
+    _require_positive("--trials", args.trials)
+    args.memory = None  # the backbone is tuned; the neighbour memory chooses its own setting after training
+    config = build_run_config(args, extra)
+    summary = tune(config, args.output, trials=args.trials, minutes=args.minutes, space=search_space(config.model, args.space),
+                   startup=args.startup, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+
+
 def _require_positive(flag: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise MemrecError(f"{flag} must be a positive integer, got {value}")
@@ -133,9 +144,19 @@ def _shown(value) -> str:
 def cmd_compare(args, extra) -> None:
     from memrec.train.report import compare_runs
 
-    print(compare_runs(args.runs, chart=args.chart, x=args.x))
+    print(compare_runs(args.runs, chart=args.chart))
     if args.chart:
         print(f"chart: {args.chart}")
+
+
+def cmd_stream(args, extra) -> None:
+    from memrec.stream import run_stream
+
+    run_stream(args.model, args.dataset, args.output, cut=args.cut, policies=args.policies.split(","), memory=args.memory,
+               data_dir=args.data_dir, overrides=extra, checkpoint=args.checkpoint, sync_every=args.sync_every,
+               retrain_days=args.retrain_days, retrain_epochs=args.retrain_epochs, buckets=args.buckets, json_path=args.json,
+               log=lambda line: print(line, file=sys.stderr))
+    print(f"report: {Path(args.output) / 'report.json'}; plot: {Path(args.output) / 'stream.png'}")
 
 
 def cmd_serve(args, extra) -> None:
@@ -238,8 +259,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
     p.add_argument("runs", nargs="+", help="run folders of `memrec train`")
-    p.add_argument("--chart", help="PNG path for the validation curves (one panel per data set)")
-    p.add_argument("--x", choices=("epoch", "time"), default="epoch", help="chart x axis: epoch, or cumulative training time")
+    p.add_argument("--chart", help="PNG path for the validation curves")
 
     p = sub.add_parser("config", help="show every config key of a model, its default and meaning")
     show = p.add_subparsers(dest="action", required=True).add_parser(
@@ -268,6 +288,37 @@ def make_parser() -> argparse.ArgumentParser:
                    help="threads for blocking handlers; an event reply holds one while it waits for its group commit (default 256)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level: critical, error, warning, info, debug")
 
+    p = sub.add_parser("stream", help="train before a cut time T, replay every later event in time order through each policy (docs/stream.md); "
+                                      "extra --section.key=value override the training config")
+    p.add_argument("--model", default="sasrec", choices=sorted(MODELS))
+    p.add_argument("--dataset", default="ml-100k", help="a data set with timestamps")
+    p.add_argument("--data-dir", help="where registered data sets are looked for (else $MEMREC_DATA_DIR)")
+    p.add_argument("--cut", default="0.8", help="T: a quantile of the time line in (0, 1), a date YYYY-MM-DD or a timestamp")
+    p.add_argument("--policies", default="frozen,neighbours,retrain", help="comma-separated: frozen, neighbours, retrain")
+    p.add_argument("--memory", default="neighbours", choices=("neighbours", "off"), help="train with the neighbour memory")
+    p.add_argument("--checkpoint", help="a model already trained on the events before the same cut (skips training)")
+    p.add_argument("--sync-every", type=int, default=50, help="neighbours: the memory takes in new events every this many events")
+    p.add_argument("--retrain-days", type=float, default=7.0, help="retrain: every this many days of data time")
+    p.add_argument("--retrain-epochs", type=int, default=2, help="retrain: epochs per retraining (warm start)")
+    p.add_argument("--buckets", type=int, default=10, help="time buckets of the report (equal numbers of events)")
+    p.add_argument("--json", help="also write the report here (e.g. benchmarks/results/stream-ml-100k.json)")
+    p.add_argument("--output", required=True, help="folder for the model, report.json and stream.png")
+
+    p = sub.add_parser("tune", help="search a model's settings with Optuna on validation NDCG@10 (never test); "
+                                    "extra --section.key=value override the base config (docs/tune.md)")
+    p.add_argument("--model", help=" | ".join(sorted(MODELS)) + " (default: the config's model, else sasrec)")
+    p.add_argument("--dataset", help="a registered name or a path (default: the config's data set, else ml-100k)")
+    p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
+    p.add_argument("--config", help="YAML base config (default: the frozen config for model and data set, if any)")
+    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
+    p.add_argument("--columns", help=COLUMNS_HELP)
+    p.add_argument("--space", help="YAML search space (default: the model config's search_space and train.lr, train.weight_decay)")
+    p.add_argument("--trials", type=int, default=20, help="trials the study holds when done (a resumed study counts its earlier ones)")
+    p.add_argument("--minutes", type=float, help="stop starting trials after this many minutes")
+    p.add_argument("--startup", type=int, default=5, help="trials sampled at random, and run unpruned, before TPE and the median pruner take over")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--output", required=True, help="study folder: study.db (resumable), trials.csv, tune.png, best.yaml")
+
     from memrec.assist.cli import add_arguments as add_assist_arguments
 
     add_assist_arguments(sub.add_parser("assist", help="MR.Rec assistant: build-memory, ask, evaluate, train-rl, serve-llm"))
@@ -277,15 +328,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare, "config": cmd_config,
-            "serve": cmd_serve}
+            "serve": cmd_serve, "stream": cmd_stream, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "assist"):
+    if extra and args.command not in ("train", "assist", "stream", "tune"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    bad = [e for e in extra if not (e.startswith("--") and "=" in e)] if args.command == "train" else []
+    bad = [e for e in extra if not (e.startswith("--") and "=" in e)] if args.command in ("train", "stream", "tune") else []
     if bad:
         parser.error(f"unrecognized arguments {bad}: config overrides look like --train.lr=0.001")
     keep_freed_memory()
