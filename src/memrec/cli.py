@@ -144,7 +144,7 @@ def _shown(value) -> str:
 def cmd_compare(args, extra) -> None:
     from memrec.train.report import compare_runs
 
-    print(compare_runs(args.runs, chart=args.chart))
+    print(compare_runs(args.runs, chart=args.chart, x=args.x))
     if args.chart:
         print(f"chart: {args.chart}")
 
@@ -259,7 +259,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
     p.add_argument("runs", nargs="+", help="run folders of `memrec train`")
-    p.add_argument("--chart", help="PNG path for the validation curves")
+    p.add_argument("--chart", help="PNG path for the validation curves (one panel per data set)")
+    p.add_argument("--x", choices=("epoch", "time"), default="epoch", help="chart x axis: epoch, or cumulative training time")
 
     p = sub.add_parser("config", help="show every config key of a model, its default and meaning")
     show = p.add_subparsers(dest="action", required=True).add_parser(
