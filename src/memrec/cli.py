@@ -105,8 +105,8 @@ def cmd_evaluate(args, extra) -> None:
 
 def cmd_recommend(args, extra) -> None:
     _require_positive("-k", args.k)
-    if args.user is None and args.history is None:
-        raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,...")
+    if (args.user is None) == (args.history is None):
+        raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,..., one of them")
     rec = _load(args)
     ds = rec.dataset
     if args.history is not None:
