@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from memrec.errors import MemrecError
 from memrec.stream.policies import POLICIES, make_policy
 from memrec.stream.protocol import cut_dataset, replay
 from memrec.stream.report import _date, policy_report, write_report
@@ -68,7 +69,12 @@ def run_stream(model: str = "sasrec", dataset: str = "ml-100k", output: str | Pa
                          "from": _date(stamps[0]), "to": _date(stamps[-1])},
               "policies": {}}
     for name in policies:
-        policy = make_policy(name, checkpoint, c.before, c.stream, sync_every, retrain_days, retrain_epochs)
+        try:
+            policy = make_policy(name, checkpoint, c.before, c.stream, sync_every, retrain_days, retrain_epochs)
+        except MemrecError as e:  # e.g. a neighbour memory that validation switched off: said in the report, not fatal
+            report["policies_not_run"] = {**report.get("policies_not_run", {}), name: str(e)}
+            log(f"{name}: not run: {e}")
+            continue
         result = replay(policy, c.stream, batch_size)
         stream_seconds = result.rank_seconds + result.apply_seconds - policy.retrain_seconds
         entry = policy_report(result.ranks, result.new_item, new_user, stamps, buckets)
