@@ -28,6 +28,7 @@ import numpy as np
 from memrec.data.dataset import ItemInfo, SequenceDataset
 from memrec.data.split import Split, _eval_set
 from memrec.errors import MemrecError
+from memrec.memory.growing import GrowingNeighbours
 from memrec.serve.model import ServedModel, training_users
 from memrec.store.events import Event
 from memrec.store.sqlite_events import SQLiteStateStore
@@ -85,6 +86,7 @@ class Neighbours(Frozen):
 
     def __init__(self, checkpoint, before, stream, sync_every: int = 50):
         super().__init__(checkpoint, before, stream)
+        self.forced = best_validation_setting(self.served, checkpoint)
         if self.served.growing is None:
             raise MemrecError("policy 'neighbours' needs a model trained with --memory neighbours whose memory is in use "
                               "(memory.neighbours.enabled; the setting chosen on validation has weight > 0)")
@@ -106,7 +108,29 @@ class Neighbours(Frozen):
         self.applications += 1
 
     def describe(self) -> dict:
-        return {**super().describe(), "sync_every_events": self.sync_every, "online_entries": len(self.served.growing)}
+        forced = {"forced": f"validation switched the memory off (gain within noise); its best validation setting is used: {self.forced}"} if self.forced else {}
+        return {**super().describe(), **forced, "sync_every_events": self.sync_every, "online_entries": len(self.served.growing)}
+
+
+def best_validation_setting(served, checkpoint) -> dict | None:
+    """Where validation built the neighbour memory but left it off (its gain within noise), switch on
+    the setting best on validation (the run's metrics.json grid; never the stream): the policy measures
+    the memory it was asked for. Returns that setting, or None when nothing was changed."""
+    import json
+
+    metrics = Path(checkpoint).parent / "metrics.json"
+    model = served.model
+    if served.growing is not None or len(model.neighbours) == 0 or not metrics.is_file():
+        return None
+    grid = json.loads(metrics.read_text()).get("neighbour_memory", {}).get("grid", [])
+    best = max((row for row in grid if row["weight"] > 0), key=lambda row: row["ndcg@10"], default=None)
+    if best is None:
+        return None
+    setting = {key: best[key] for key in ("k", "temperature", "weight", "gate", "decay")}
+    model.neighbours.set(**setting)
+    served.users = {raw: i for i, raw in enumerate(training_users(load_checkpoint(checkpoint)))}
+    served.growing = GrowingNeighbours(model)
+    return setting
 
 
 class Retrain(Frozen):
