@@ -52,6 +52,18 @@ def test_settings_another_model_lacks_do_not_label_its_runs(tmp_path):
     assert labels == ["ur4rec-moe", "sasrec"]  # use_memory and hidden_size each have one value where they exist
 
 
+def test_a_setting_added_to_the_config_after_older_runs_does_not_split_their_seeds(tmp_path):
+    runs = [write_run(tmp_path / f"s{s}", s, True, 0.1) for s in (1, 2, 3)]
+    config = yaml.safe_load((runs[2] / "config.yaml").read_text())
+    config["memory"] = {"neighbours": {"index": "auto"}}  # a key the older runs' configs do not have
+    (runs[2] / "config.yaml").write_text(yaml.safe_dump(config))
+    [row] = group_rows([read_run(r) for r in runs])
+    assert row.seeds == [1, 2, 3] and row.label == "ur4rec-moe"
+    config["train"]["lr"] = 0.01  # a setting all of them have, changed: its own row
+    (runs[2] / "config.yaml").write_text(yaml.safe_dump(config))
+    assert [row.seeds for row in group_rows([read_run(r) for r in runs])] == [[1, 2], [3]]
+
+
 def test_runs_of_one_seed_each_get_one_row_per_run(tmp_path):
     runs = [write_run(tmp_path / "a", 1, True, 0.1), write_run(tmp_path / "b", 1, False, 0.2)]
     table = compare_runs(runs)

@@ -180,8 +180,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 _NOT_SETTINGS = ("train.seed", "data.data_dir")  # where a run came from, not what it ran
 
 
-def _group_key(config: dict) -> str:
-    return json.dumps({k: v for k, v in config.items() if k not in _NOT_SETTINGS}, sort_keys=True, default=str)
+def _group_key(config: dict, keys: set[str]) -> str:
+    return json.dumps({k: v for k, v in config.items() if k in keys and k not in _NOT_SETTINGS}, sort_keys=True, default=str)
 
 
 @dataclass
@@ -202,29 +202,31 @@ class Row:
 def group_rows(runs: list[Run]) -> list[Row]:
     """Rows of runs of one data set: runs whose configs differ only in the seed are one row when their
     seeds are distinct and at least two (labelled by the settings that tell the groups apart), else
-    one row per run (labelled by its folder).
+    one row per run (labelled by its folder). A setting that some runs of a model lack (added to the
+    config after they ran) does not set them apart.
 
     Example:
         >>> run = lambda seed, lr: Run(Path(f"r{seed}{lr}"), {"seed": seed}, {"model": "m", "data.dataset": "d", "train.lr": lr})
         >>> [(r.label, r.seeds) for r in group_rows([run(1, 0.1), run(2, 0.1), run(1, 0.5)])]
         [('m (lr=0.1)', [1, 2]), ('m (r10.5)', [1])]
     """
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(_group_key(run.config), []).append(run)
-    configs = [members[0].config for members in groups.values()]
-    keys = sorted({k for c in configs for k in c})
-    differing = [k for k in keys if k not in ("model", "data.dataset", *_NOT_SETTINGS)  # among the runs that have the setting
-                 and len({json.dumps(c[k], default=str) for c in configs if k in c}) > 1]
     rows = []
-    for members in groups.values():
-        seeds = [r.seed for r in members]
-        if len(members) > 1 and len(set(map(str, seeds))) == len(seeds):
-            config = members[0].config
-            tags = ", ".join(f"{k.rsplit('.', 1)[-1]}={config[k]}" for k in differing if k in config)
-            rows.append(Row(f"{config['model']} ({tags})" if tags else str(config["model"]), members))
-        else:
-            rows += [Row(f"{r.model} ({r.folder.name})", [r]) for r in members]
+    for model in dict.fromkeys(run.model for run in runs):  # rows of one model, told apart by the settings where they differ
+        mine = [run for run in runs if run.model == model]
+        shared = set.intersection(*(set(run.config) for run in mine))  # settings every run of the model has
+        groups: dict[str, list[Run]] = {}
+        for run in mine:
+            groups.setdefault(_group_key(run.config, shared), []).append(run)
+        configs = [members[0].config for members in groups.values()]
+        differing = [k for k in sorted(shared) if k not in ("model", "data.dataset", *_NOT_SETTINGS)
+                     and len({json.dumps(c[k], default=str) for c in configs}) > 1]
+        for members in groups.values():
+            seeds = [r.seed for r in members]
+            if len(members) > 1 and len(set(map(str, seeds))) == len(seeds):
+                tags = ", ".join(f"{k.rsplit('.', 1)[-1]}={members[0].config[k]}" for k in differing)
+                rows.append(Row(f"{model} ({tags})" if tags else model, members))
+            else:
+                rows += [Row(f"{r.model} ({r.folder.name})", [r]) for r in members]
     return rows
 
 
