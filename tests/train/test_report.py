@@ -100,6 +100,15 @@ def test_the_chart_draws_the_seed_mean_with_a_band_and_stars_the_best_point(tmp_
     assert "2 seeds, test NDCG@10 0.1000 ± 0.0000, best epoch 2 of 3" in curve.get_label()
 
 
+def test_where_some_seeds_stopped_early_the_mean_goes_on_dashed_and_the_best_point_is_among_all_seeds(tmp_path):
+    runs = [write_run(tmp_path / "s1", 1, True, 0.1, valid=(0.1, 0.2)), write_run(tmp_path / "s2", 2, True, 0.1, valid=(0.2, 0.3, 0.5, 0.1), seconds=(1, 1, 1, 1))]
+    ax = plot_compare({"ml-100k": group_rows([read_run(r) for r in runs])}, None).axes[0]
+    every, star, after = (ax.get_lines()[i] for i in (0, 2, 1))
+    assert every.get_xdata().tolist() == [1, 2] and every.get_ydata().tolist() == pytest.approx([0.15, 0.25])
+    assert after.get_linestyle() == "--" and after.get_xdata().tolist() == [2, 3, 4] and after.get_ydata().tolist() == pytest.approx([0.25, 0.5, 0.1])
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (2, pytest.approx(0.25))  # 0.5 is one seed's, not the mean's
+
+
 def test_time_axis_is_cumulative_training_seconds_and_old_runs_stay_readable(tmp_path):
     new = write_run(tmp_path / "new", 1, True, 0.1, seconds=(10.0, 20.0, 30.0))
     old = write_run(tmp_path / "old", 1, False, 0.1)

@@ -407,8 +407,9 @@ def compare_runs(run_dirs: list[str | Path], chart: str | Path | None = None, x:
     return "\n".join(out)
 
 
-def _row_curve(row: Row, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x, mean and sample std (0 where one run has the epoch) of a row's validation NDCG@10 by epoch."""
+def _row_curve(row: Row, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """x, mean and sample std (0 where one run has the epoch) of a row's validation NDCG@10 by epoch, and
+    how many of the first points every run of the row has (after that, some seeds had stopped early)."""
     curves = [r.validation() for r in row.runs]
     epochs = sorted(set().union(*curves))
     if x == "time":
@@ -420,7 +421,8 @@ def _row_curve(row: Row, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xs = epochs
     values = [[c[e] for c in curves if e in c] for e in epochs]
     std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
-    return np.array(xs, dtype=np.float64), np.array([np.mean(v) for v in values]), np.array(std)
+    every = next((i for i, v in enumerate(values) if len(v) < len(curves)), len(values))
+    return np.array(xs, dtype=np.float64), np.array([np.mean(v) for v in values]), np.array(std), every
 
 
 def plot_compare(sections: dict[str, list[Row]], path: str | Path | None, x: str = "epoch"):
@@ -433,17 +435,19 @@ def plot_compare(sections: dict[str, list[Row]], path: str | Path | None, x: str
     scale, unit = (60.0, "min") if x == "time" and longest > 600 else (1.0, "s")
     cols = min(len(sections), 3)
     lines = (len(sections) + cols - 1) // cols
-    fig = Figure(figsize=(6.4 * cols, 4.6 * lines + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(6.4 * cols, 8.5), 4.6 * lines + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(lines, cols, squeeze=False).ravel())
     for ax, (name, rows) in zip(axes, curves.items()):
-        for row, (xs, mean, std) in rows:
+        for row, (xs, mean, std, every) in rows:
             if not len(xs):
                 continue
-            xs = xs / scale
-            (line,) = ax.plot(xs, mean, label=_legend(row), marker="." if len(xs) <= 40 else None)
+            xs, every = xs / scale, max(every, 1)
+            (line,) = ax.plot(xs[:every], mean[:every], label=_legend(row), marker="." if len(xs) <= 40 else None)
+            if every < len(xs):  # the seeds that ran on
+                ax.plot(xs[every - 1:], mean[every - 1:], color=line.get_color(), linestyle="--", linewidth=1)
             if len(row.runs) > 1:
-                ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-            top = int(np.argmax(mean))
+                ax.fill_between(xs[:every], (mean - std)[:every], (mean + std)[:every], color=line.get_color(), alpha=0.2, linewidth=0)
+            top = int(np.argmax(mean[:every]))
             ax.plot(xs[top], mean[top], marker="*", markersize=13, color=line.get_color(), markeredgecolor="black", markeredgewidth=0.6)
         users = rows[0][0].runs[0].metrics.get("dataset_stats", {}).get("users")
         ax.set_title(f"data set: {name}" + (f" ({users:,} users)" if users else ""))
@@ -456,7 +460,7 @@ def plot_compare(sections: dict[str, list[Row]], path: str | Path | None, x: str
     runs = sum(len(row.runs) for rows in sections.values() for row in rows)
     fig.suptitle(f"Validation NDCG@10 by {'epoch' if x == 'epoch' else 'training time'}: {runs} runs, "
                  f"{len(sections)} data set{'s' if len(sections) > 1 else ''} (one panel each)\n"
-                 "line: mean over a row's seeds, band: ± 1 std over them; star: best validation point",
+                 "line: mean over seeds (dashed where some had stopped), band: ± 1 std, star: best point of the mean",
                  fontsize=11)
     if path is not None:
         fig.savefig(path, dpi=120)
