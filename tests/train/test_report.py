@@ -129,6 +129,15 @@ def test_time_axis_is_cumulative_training_seconds_and_old_runs_stay_readable(tmp
     assert compare_runs([new, old], chart=tmp_path / "e.png", x="epoch")  # by epoch it still reads
 
 
+def test_by_time_seeds_of_different_speeds_are_averaged_at_common_times(tmp_path):
+    fast = write_run(tmp_path / "s1", 1, True, 0.1, valid=(0.1, 0.2, 0.3), seconds=(10, 10, 10))  # points at 10, 20, 30 s
+    slow = write_run(tmp_path / "s2", 2, True, 0.1, valid=(0.2, 0.4, 0.6), seconds=(20, 20, 20))  # at 20, 40, 60 s
+    ax = plot_compare({"ml-100k": group_rows([read_run(fast), read_run(slow)])}, None, x="time").axes[0]
+    every, after = ax.get_lines()[:2]
+    assert every.get_xdata().tolist() == [20, 30] and every.get_ydata().tolist() == pytest.approx([0.2, 0.3])  # the slow seed read at 30 s: 0.3
+    assert after.get_linestyle() == "--" and after.get_xdata().tolist() == [30, 40, 60] and after.get_ydata().tolist() == pytest.approx([0.3, 0.4, 0.6])
+
+
 def test_models_sharing_seeds_are_tested_over_the_seeds(tmp_path):
     scipy_stats = pytest.importorskip("scipy.stats")
     a = {1: 0.100, 2: 0.120, 3: 0.115}
@@ -159,7 +168,7 @@ def test_runs_that_stored_per_user_ranks_are_tested_per_user(tmp_path):
     sasrec, gru4rec = group_rows([read_run(f) for f in folders.values()])
     result, over = compare_pair(sasrec, gru4rec)
     per_user = (user_ndcg(ranks["a1"]) + user_ndcg(ranks["a2"])) / 2 - user_ndcg(ranks["b1"])
-    assert over == "500 test users (per-user NDCG@10)"
+    assert over == "500 test users (per-user NDCG@10, each user's mean over a row's seeds)"
     assert result["mean"] == pytest.approx(per_user.mean()) and result["p"] == pytest.approx(scipy_stats.ttest_1samp(per_user, 0).pvalue)
     np.savez_compressed(folders["b1"] / "test_ranks.npz", users=users, targets=targets[::-1], ranks=ranks["b1"])  # other test examples
     assert compare_pair(sasrec, gru4rec)[1].startswith("none")  # not paired per user, and one shared seed only
@@ -169,6 +178,14 @@ def test_t_distribution_matches_scipy():
     scipy_stats = pytest.importorskip("scipy.stats")
     for t, df in [(0.3, 1), (2.0, 2), (2.5, 5), (1.1, 12), (4.0, 99), (2.2, 2000)]:
         assert t_two_sided_p(t, df) == pytest.approx(2 * scipy_stats.t.sf(t, df), rel=1e-9, abs=1e-12)
+
+
+def test_rows_whose_test_figures_use_the_neighbour_memory_say_so(tmp_path):
+    runs = [write_run(tmp_path / f"s{s}", s, True, 0.1) for s in (1, 2)]
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    (runs[0] / "metrics.json").write_text(json.dumps({**metrics, "neighbour_memory": {"chosen": {"weight": 0.5}}}))
+    [row] = group_rows([read_run(r) for r in runs])
+    assert row.label == "ur4rec-moe + neighbour memory (1 of 2 seeds)"
 
 
 def test_a_run_given_twice_is_not_tested_against_itself(tmp_path):

@@ -46,8 +46,10 @@ def test_a_step_after_training_that_changes_validation_is_marked(run):
     assert len(plot_training(metrics).axes[1].get_lines()) == 3  # curve, star, best-epoch line: the final validation is the best one
     metrics["valid"]["ndcg@10"] = best + 0.01
     metrics["neighbour_memory"] = {"chosen": {"weight": 0.5}}
-    final = [line for line in plot_training(metrics).axes[1].get_lines() if line.get_label().startswith("final validation")]
+    fig = plot_training(metrics)
+    final = [line for line in fig.axes[1].get_lines() if line.get_label().startswith("final validation")]
     assert final and final[0].get_ydata().tolist() == [best + 0.01] and "with the neighbour memory" in final[0].get_label()
+    assert "with the neighbour memory\n" in fig._suptitle.get_text()  # the test figure is the memory's too
 
 
 def test_the_run_stores_each_test_users_rank_and_they_give_its_test_metrics(run):

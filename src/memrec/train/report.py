@@ -96,6 +96,7 @@ def _training_title(metrics: dict) -> str:
     first = f"{metrics['model']} on {metrics['dataset']}" + (f" (seed {metrics['seed']})" if "seed" in metrics else "")
     if "ndcg@10" in test:
         first += f": test NDCG@10 {test['ndcg@10']:.4f}, HR@10 {test.get('hit@10', float('nan')):.4f}"
+        first += " with the neighbour memory" if _uses_memory(metrics) else ""
     second = f"best epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs', len(metrics.get('curve', [])))}"
     if metrics.get("stopped_because"):
         second += f"; stopped: {metrics['stopped_because']}"
@@ -105,8 +106,12 @@ def _training_title(metrics: dict) -> str:
 
 
 def _after_training(metrics: dict) -> str:
-    memory = metrics.get("neighbour_memory", {})
-    return "with the neighbour memory" if memory.get("chosen", {}).get("weight", 0) > 0 else "after training"
+    return "with the neighbour memory" if _uses_memory(metrics) else "after training"
+
+
+def _uses_memory(metrics: dict) -> bool:
+    """Whether the run's test figures come with its neighbour memory (chosen on validation with a weight above 0)."""
+    return metrics.get("neighbour_memory", {}).get("chosen", {}).get("weight", 0) > 0
 
 
 # ---------------------------------------------------------------------------- reading run folders
@@ -199,6 +204,18 @@ class Row:
         return np.array([r.test(metric) for r in self.runs], dtype=np.float64)
 
 
+def _memory_note(runs: list[Run]) -> str:
+    """`` + neighbour memory`` for rows whose test figures use it (and in how many seeds, if not all).
+
+    Example:
+        >>> run = lambda w: Run(Path("r"), {"neighbour_memory": {"chosen": {"weight": w}}}, {})
+        >>> _memory_note([run(0.5)]), _memory_note([run(0.5), run(0.0)]), _memory_note([run(0.0)])
+        (' + neighbour memory', ' + neighbour memory (1 of 2 seeds)', '')
+    """
+    used = sum(_uses_memory(r.metrics) for r in runs)
+    return "" if not used else " + neighbour memory" + ("" if used == len(runs) else f" ({used} of {len(runs)} seeds)")
+
+
 def group_rows(runs: list[Run]) -> list[Row]:
     """Rows of runs of one data set: runs whose configs differ only in the seed are one row when their
     seeds are distinct and at least two (labelled by the settings that tell the groups apart), else
@@ -224,9 +241,9 @@ def group_rows(runs: list[Run]) -> list[Row]:
             seeds = [r.seed for r in members]
             if len(members) > 1 and len(set(map(str, seeds))) == len(seeds):
                 tags = ", ".join(f"{k.rsplit('.', 1)[-1]}={members[0].config[k]}" for k in differing)
-                rows.append(Row(f"{model} ({tags})" if tags else model, members))
+                rows.append(Row((f"{model} ({tags})" if tags else model) + _memory_note(members), members))
             else:
-                rows += [Row(f"{r.model} ({r.folder.name})", [r]) for r in members]
+                rows += [Row(f"{r.model} ({r.folder.name})" + _memory_note([r]), [r]) for r in members]
     return rows
 
 
@@ -356,7 +373,8 @@ def compare_pair(row: Row, reference: Row, metric: str = "ndcg@10") -> tuple[dic
     seeds), else over the seeds both rows ran (at least two); (None, why) when neither is possible."""
     mine, theirs = _user_ndcg(row), _user_ndcg(reference)
     if mine is not None and theirs is not None and np.array_equal(mine[0], theirs[0]):
-        return paired_test(mine[1] - theirs[1]), f"{len(mine[1])} test users (per-user NDCG@10)"
+        seeds = ", each user's mean over a row's seeds" if len(row.runs) > 1 or len(reference.runs) > 1 else ""
+        return paired_test(mine[1] - theirs[1]), f"{len(mine[1])} test users (per-user NDCG@10{seeds})"
     seeds = [s for s in row.seeds if s in reference.seeds]
     if len(seeds) >= 2:
         by_seed = lambda r: {run.seed: run.test(metric) for run in r.runs}  # noqa: E731
@@ -408,21 +426,43 @@ def compare_runs(run_dirs: list[str | Path], chart: str | Path | None = None, x:
 
 
 def _row_curve(row: Row, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """x, mean and sample std (0 where one run has the epoch) of a row's validation NDCG@10 by epoch, and
-    how many of the first points every run of the row has (after that, some seeds had stopped early)."""
+    """x, mean and sample std over the seeds (0 where one seed has a point) of a row's validation NDCG@10,
+    and how many of the first points every seed has (after them, some seeds had stopped early).
+
+    By epoch, the seeds' points are those of the same epoch. By time, each seed's curve is read (linearly
+    between its points) at every time any seed was evaluated, from the first time every seed has a point:
+    seeds run at different speeds, so their epochs fall at different times.
+    """
     curves = [r.validation() for r in row.runs]
-    epochs = sorted(set().union(*curves))
     if x == "time":
         times = [r.seconds() for r in row.runs]
         if any(t is None for t in times):
             raise MemrecError(f"{row.label}: a run logs no training time; use --x epoch")
-        xs = [np.mean([t[e] for t in times if e in t]) for e in epochs]
-    else:
-        xs = epochs
-    values = [[c[e] for c in curves if e in c] for e in epochs]
+        timed = [{t[e]: v for e, v in c.items()} for c, t in zip(curves, times)]
+        curves = _on_common_times(timed) if len(timed) > 1 and all(timed) else timed
+    points = sorted(set().union(*curves))
+    values = [[c[p] for c in curves if p in c] for p in points]
     std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
     every = next((i for i, v in enumerate(values) if len(v) < len(curves)), len(values))
-    return np.array(xs, dtype=np.float64), np.array([np.mean(v) for v in values]), np.array(std), every
+    return np.array(points, dtype=np.float64), np.array([np.mean(v) for v in values]), np.array(std), every
+
+
+def _on_common_times(curves: list[dict[float, float]]) -> list[dict[float, float]]:
+    """Each curve ({time: value}) read, linearly between its points, at every time any curve has a point,
+    from the first time all of them have one up to the curve's own last point.
+
+    Example:
+        >>> _on_common_times([{10: 0.1, 30: 0.3}, {20: 0.2, 40: 0.4}])
+        [{20.0: 0.2, 30.0: 0.3}, {20.0: 0.2, 30.0: 0.3, 40.0: 0.4}]
+    """
+    start = max(min(c) for c in curves)
+    grid = np.array(sorted({p for c in curves for p in c if p >= start}), dtype=np.float64)
+    out = []
+    for c in curves:
+        xs = np.array(sorted(c), dtype=np.float64)
+        inside = grid[grid <= xs[-1]]
+        out.append(dict(zip(inside.tolist(), np.interp(inside, xs, [c[p] for p in sorted(c)]).round(12).tolist())))
+    return out
 
 
 def plot_compare(sections: dict[str, list[Row]], path: str | Path | None, x: str = "epoch"):
