@@ -68,8 +68,8 @@ def cmd_tune(args, extra: list[str]) -> None:
     args.memory = None  # the backbone is tuned; the neighbour memory chooses its own setting after training
     config = build_run_config(args, extra)
     summary = tune(config, args.output, trials=args.trials, minutes=args.minutes, space=search_space(config.model, args.space),
-                   startup=args.startup, seed=args.seed)
-    print(json.dumps(summary, indent=2))
+                   startup=args.startup, seed=args.seed, log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(summary, indent=2))  # stdout: the summary alone, as JSON
 
 
 def _require_positive(flag: str, value: int | None) -> None:

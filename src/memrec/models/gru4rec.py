@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -16,6 +17,10 @@ class GRU4RecConfig:
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.3
+
+    search_space: ClassVar[dict] = {  # what memrec tune searches (with the learning rate and weight decay)
+        "embedding_size": [32, 64, 128], "hidden_size": [64, 128, 256], "dropout": {"low": 0.1, "high": 0.5},
+    }
 
 
 class GRU4Rec(SequentialRecommender):

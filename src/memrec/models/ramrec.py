@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -62,6 +63,8 @@ class RAMRecConfig(SASRecConfig):
     w_usefulness: float = 1.0
     recency_scale: float = 1000.0
     public_code_mode: bool = False  # ablation: pooled single vector, untrained fusion, no memory in training
+
+    search_space: ClassVar[dict] = {**SASRecConfig.search_space, "k_max": [10, 20, 40], "bank_capacity": [50, 100, 200]}
 
 
 class MemoryCrossAttention(nn.Module):

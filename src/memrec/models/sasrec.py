@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -18,6 +19,10 @@ class SASRecConfig:
     inner_size: int = 256
     dropout: float = 0.2
     init_std: float = 0.02
+
+    search_space: ClassVar[dict] = {  # what memrec tune searches (with the learning rate and weight decay)
+        "hidden_size": [32, 64, 128], "num_layers": {"low": 1, "high": 3}, "dropout": {"low": 0.1, "high": 0.5},
+    }
 
 
 class SASRec(SequentialRecommender):

@@ -98,7 +98,9 @@ class Trainer:
         with progress.switched(self.progress):
             return evaluate(self.model, self.split.valid, self.config.data.max_len, t.eval_batch_size, t.metric_ks)
 
-    def fit(self, log=print) -> TrainResult:
+    def fit(self, log=print, on_validation=None) -> TrainResult:
+        """Train until early stopping; ``on_validation(epoch, validation NDCG@10)`` hears every validation
+        (``memrec tune`` prunes through it: an exception it raises ends training)."""
         t = self.config.train
         result = TrainResult()
         best_state, best_score, since_best = None, -1.0, 0
@@ -123,6 +125,8 @@ class Trainer:
                     since_best += t.eval_every
                 log(f"epoch {epoch:4d}  loss {loss:.4f}  {record.train_seconds:.2f}s  valid ndcg@10 {score:.4f}  hit@10 {record.valid['hit@10']:.4f}"
                     + ("  *" if since_best == 0 else ""))
+                if on_validation is not None:
+                    on_validation(epoch, score)
             self._log_tensorboard(record)
             if since_best >= t.patience:
                 result.stopped_because = f"no better validation {SELECT_METRIC} for {t.patience} epochs"

@@ -1,0 +1,57 @@
+"""memrec tune: an Optuna study on validation NDCG@10 that prunes, resumes and writes a config memrec train takes."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memrec.config import RunConfig
+from memrec.errors import ConfigError
+from memrec.tune import configured, search_space
+
+SPACE = "model_config.hidden_size: [8, 16]\ntrain.lr: [0.000001, 0.003]\n"
+TINY = ["--data.max_len=10", "--train.epochs=2"]
+
+
+def tune(tmp_path, trials: int):
+    cmd = [sys.executable, "-m", "memrec", "tune", "--model", "sasrec", "--dataset", "ml-100k", "--space", str(tmp_path / "space.yaml"),
+           "--trials", str(trials), "--startup", "3", "--output", str(tmp_path / "study"), *TINY]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_study_prunes_resumes_and_writes_the_best_config(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    first = tune(tmp_path, 8)
+    assert first["trials"] == 8 and first["pruned"] >= 1  # a trial below the median is stopped after its first epoch
+    assert first["best"]["train.lr"] == 0.003
+    rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert all(r["epochs_reported"] == "1" and float(r["valid_ndcg@10"]) < first["best_valid_ndcg@10"] for r in pruned)  # stopped early
+    best = RunConfig.from_yaml(tmp_path / "study" / "best.yaml")
+    assert (best.model_config.hidden_size, best.train.lr, best.data.max_len) == (first["best"]["model_config.hidden_size"], 0.003, 10)
+    assert (tmp_path / "study" / "tune.png").stat().st_size > 10_000
+    again = tune(tmp_path, 9)  # resumed: one more trial, the first eight kept
+    assert again["trials"] == 9 and again["complete"] + again["pruned"] == 9
+    assert again[f"best_valid_ndcg@10"] >= first["best_valid_ndcg@10"]
+
+
+def test_a_study_refuses_another_space_in_the_same_folder(tmp_path):
+    (tmp_path / "space.yaml").write_text("model_config.hidden_size: [8]\n")
+    tune(tmp_path, 1)
+    (tmp_path / "space.yaml").write_text("model_config.hidden_size: [16]\n")
+    done = subprocess.run([sys.executable, "-m", "memrec", "tune", "--model", "sasrec", "--space", str(tmp_path / "space.yaml"),
+                           "--trials", "2", "--output", str(tmp_path / "study"), *TINY], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "holds a study of another space" in done.stderr
+
+
+def test_spaces_are_checked_before_any_training():
+    assert {"train.lr", "model_config.hidden_size", "model_config.bank_capacity"} <= set(search_space("ramrec"))
+    base = RunConfig.from_dict({"model": "sasrec"})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        configured(base, {"model_config.hidden": 8})
+    with pytest.raises(ConfigError, match="low < high"):
+        from memrec.tune import _check_spec
+        _check_spec("train.lr", {"low": 0.1, "high": 0.01})
