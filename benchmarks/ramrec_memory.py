@@ -91,7 +91,7 @@ def read_costs(model, copies: dict, evalset, max_len: int, batch_size: int, sing
         out[label] = {"forward_us": w, "own_bank_read_us": round(b - w, 1), "forward_and_catalogue_scores_us": sc,
                       "neighbour_search_and_mix_us": round(s - sc, 1)}
     out["neighbour_entries"] = len(neighbours)
-    out["own_bank_users"] = model.bank.num_users
+    out["own_bank_users"] = model.bank.num_owners
     return out
 
 
