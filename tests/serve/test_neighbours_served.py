@@ -109,3 +109,28 @@ def offline_with(model, ds, history: list[str], user: int) -> list[tuple[str, fl
     seen = np.array([ds.item_index(i) for i in history], dtype=np.int64)
     items, scores = model.recommend(make_eval_batch(np.array([user]), [seen], np.array([0]), MAX_LEN), k=K)
     return [(ds.item_ids[i], round(s, 6)) for i, s in zip(items[0].tolist(), scores[0].tolist())]
+
+
+def test_the_page_endpoint_names_the_neighbours_a_ranking_reads(sasrec_with_neighbours, tmp_path):
+    """GET /users/{id}/neighbours: the entries mix() reads for this user now, from other users only,
+    nearest first, with what they went on to; a user's own new events become entries another user finds."""
+    checkpoint, raw, ds = sasrec_with_neighbours
+    client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))), base_url="http://localhost")
+    history = raw["user3"][:6]
+    client.post("/events", json={"events": [{"user": "user3", "item": i, "timestamp": float(n)} for n, i in enumerate(history)]})
+    found = client.get("/users/user3/neighbours", params={"k": 8}).json()
+    assert found["in_use"] and found["weight"] == 0.5 and len(found["neighbours"]) == 8
+    sims = [n["similarity"] for n in found["neighbours"]]
+    assert sims == sorted(sims, reverse=True) and all(n["user"] != "user3" for n in found["neighbours"])
+    assert all(set(n["next"]) <= set(ds.item_ids[1:]) and n["next"] for n in found["neighbours"])
+    # the same search mix() runs, offline: the similarities of the nearest entries of other users
+    ckpt = load_checkpoint(checkpoint)
+    index = {item: i for i, item in enumerate(ckpt.item_ids)}
+    batch = make_eval_batch(np.array([3]), [np.array([index[i] for i in history])], np.array([0]), MAX_LEN)
+    offline_sims = ckpt.model.neighbours.search(ckpt.model.scores_and_states(batch)[1], batch.users, 8)[0][0].tolist()
+    assert sims == pytest.approx(offline_sims, abs=1e-5)
+    # a newcomer's events become entries: with the same items as user3, user3 finds them first
+    client.post("/events", json={"events": [{"user": "twin", "item": i, "timestamp": 10.0 + n} for n, i in enumerate(history + raw["user5"][:3])]})
+    again = client.get("/users/user3/neighbours", params={"k": 8}).json()["neighbours"]
+    assert again[0]["user"] == "twin" and again[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert client.get("/users/user3/neighbours", params={"k": 0}).status_code == 422

@@ -228,6 +228,25 @@ class NeighbourMemory(TransitionMemory):
         sims, rows = self.nearest(F.normalize(queries.float(), dim=1), users, k)
         return sims, torch.where(rows.unsqueeze(2) >= 0, self.values[rows.clamp(min=0)], -1)
 
+    def explain(self, queries: torch.Tensor, users: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The entries :meth:`mix` reads for each query, from this memory and the online one, nearest first:
+        queries (B, d), users (B,) -> similarities (B, k'), owners (B, k') and values (B, k', H); ``k``
+        defaults to the chosen one; missing slots have similarity -inf, owner -1 and values -1."""
+        k = self.k if k is None else k
+        found = []
+        for memory in (m for m in (self, *self._online) if len(m)):
+            sims, rows = memory.nearest(F.normalize(queries.float(), dim=1), users, k)
+            ok = rows >= 0
+            found.append((sims, torch.where(ok, memory.owners[rows.clamp(min=0)], -1), torch.where(ok[..., None], memory.values[rows.clamp(min=0)], -1)))
+        if not found:
+            return queries.new_zeros(len(users), 0), users.new_zeros(len(users), 0), users.new_zeros(len(users), 0, 1)
+        width = max(v.size(2) for _, _, v in found)
+        sims = torch.cat([s for s, _, _ in found], 1)
+        owners = torch.cat([o for _, o, _ in found], 1)
+        values = torch.cat([F.pad(v, (0, width - v.size(2)), value=-1) for _, _, v in found], 1)
+        top = sims.topk(min(k, sims.size(1)), dim=1)
+        return top.values, owners.gather(1, top.indices), values.gather(1, top.indices.unsqueeze(2).expand(-1, -1, width))
+
     def mix(self, logits: torch.Tensor, seen: torch.Tensor, queries: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """The model's scores (B, N + 1) mixed with the memory at the chosen setting (float64)."""
         if not self.active:

@@ -139,6 +139,24 @@ class ServedModel:
             added += self.growing.update(self.owner(user), known, start=max(1, imported))
         return added
 
+    @torch.inference_mode()
+    def neighbours_of(self, history: list[Event], user: str, k: int) -> list[dict]:
+        """The other users' entries the neighbour memory mixes into this user's ranking now, nearest
+        first: their user id, cosine similarity and the items they went on to (empty without a
+        neighbour memory in use). Call :meth:`follow` first to include the store's newest positions."""
+        if self.growing is None:
+            return []
+        seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
+        batch = make_eval_batch(np.array([self.users.get(user, self.newcomers.get(user, -1))]), [seen], np.array([0]), self.max_len)
+        query = self.model.scores_and_states(batch)[1]  # (1, d): the state the memory is searched with
+        sims, owners, values = self.model.neighbours.explain(query, batch.users, k)
+        names = self.__dict__.setdefault("_names", {})
+        if len(names) != len(self.users) + len(self.newcomers):
+            names.update({i: u for u, i in {**self.users, **self.newcomers}.items()})
+        return [{"user": names.get(int(o), f"#{int(o)}"), "similarity": round(float(s), 6),
+                 "next": [self.item_ids[i] for i in v.tolist() if i > 0]}
+                for s, o, v in zip(sims[0], owners[0], values[0]) if int(o) >= 0]
+
     # -- ranking -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def recommend(self, history: list[Event], memory: UserMemory | None, k: int, user: str | None = None) -> Recommendation:

@@ -163,6 +163,19 @@ class ModelOut(BaseModel):
     neighbours: NeighbourMemoryOut | None = Field(description="other users' positions mixed into rankings, where in use")
 
 
+class NeighbourOut(BaseModel):
+    user: str = Field(description="the user whose entry it is")
+    similarity: float = Field(description="cosine similarity of their moment to this user's now")
+    next: list[str] = Field(description="the items they went on to (the entry's values), in order")
+
+
+class NeighboursOut(BaseModel):
+    user: str
+    in_use: bool = Field(description="the model has a neighbour memory in use")
+    weight: float = Field(description="the memory's weight in the mixture (chosen on validation)")
+    neighbours: list[NeighbourOut] = Field(description="the entries mixed into this user's next ranking, nearest first")
+
+
 class SampleUsersOut(BaseModel):
     users: list[str] = Field(description="users with an event log in the store, those this process last saw active first")
 

@@ -3,11 +3,12 @@
 The page talks to the service through its public endpoints only (``/recommend``, ``/users/{id}``,
 ``POST /events``, ``DELETE /users/{id}/memory``) and three small read-only ones added here:
 
-=============================  ====================================================================
+==============================  ===================================================================
 ``GET /model``                 the model, its memory trigger and its neighbour memory, if any (token)
 ``GET /users?limit=6``         users with an event log, those last seen active first (token)
 ``GET /items?id=A&id=B``       titles and categories of items, from the checkpoint's data set (token)
-=============================  ====================================================================
+``GET /users/{id}/neighbours``  the other users' entries the neighbour memory mixes in for this user (token)
+==============================  ===================================================================
 
 Titles come from the data set the checkpoint was trained on (never downloaded here), read once in
 the background the first time the page or ``/items`` is asked for; without it the page shows ids.
@@ -17,19 +18,19 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Path, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import StringConstraints
 
 from memrec.errors import MemrecError
-from memrec.serve.schemas import ID, ItemsOut, ModelOut, SampleUsersOut, errors
+from memrec.serve.schemas import ID, ItemsOut, ModelOut, NeighboursOut, SampleUsersOut, UserId, errors
 from memrec.serve.training_users import training_dataset
 
-STATIC = Path(__file__).parent / "static"
+STATIC = FilePath(__file__).parent / "static"
 MAX_LOOKUP = 200  # item ids per GET /items
 ItemId = Annotated[str, StringConstraints(**ID)]
 # The page loads nothing from elsewhere: scripts, styles and requests stay on this origin.
@@ -145,6 +146,16 @@ def add_page(app: FastAPI, served, store, checkpoint: str, guarded: list, denied
     def sample_users(limit: int = Query(6, ge=1, le=100)) -> dict:
         """A few users to look at: those with an event log in the store, those this process last saw active first."""
         return {"users": recent.latest(limit)}
+
+    @app.get("/users/{user_id}/neighbours", dependencies=guarded, response_model=NeighboursOut, responses=errors(*denied, 422, 503))
+    def neighbours(user_id: Annotated[UserId, Path()], k: int = Query(5, ge=1, le=100)) -> dict:
+        """The other users' entries the neighbour memory mixes into this user's next ranking (nearest
+        first, up to ``k``): who, how similar, and what they went on to. Empty without a neighbour memory in use."""
+        served.follow(store)
+        history, _ = store.snapshot(user_id)
+        found = served.neighbours_of(history, user_id, k)
+        weight = served.model.neighbours.weight if served.growing is not None else 0.0
+        return {"user": user_id, "in_use": served.growing is not None, "weight": weight, "neighbours": found}
 
     @app.get("/items", dependencies=guarded, response_model=ItemsOut, responses=errors(*denied, 422))
     def items(id: Annotated[list[ItemId], Query(min_length=1, max_length=MAX_LOOKUP, description="item ids")]) -> dict:  # noqa: A002

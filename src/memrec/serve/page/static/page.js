@@ -122,9 +122,12 @@ async function show(user, event = null) {
   const k = Math.max(1, Math.min(50, Number($("k").value) || 10));
   const path = encodeURIComponent(user);
   say(`Loading ${user}…`);
-  const [rec, info] = await Promise.all([api(`/recommend?user=${path}&k=${k}`), api(`/users/${path}?limit=${HISTORY_SHOWN}`),
-                                         state.model && state.model.neighbours ? loadModel() : null]);
-  await lookUp([...rec.items.map((r) => r.item), ...info.history.map((e) => e.item)]);
+  const withNeighbours = state.model && state.model.neighbours;
+  const [rec, info, , near] = await Promise.all([api(`/recommend?user=${path}&k=${k}`), api(`/users/${path}?limit=${HISTORY_SHOWN}`),
+                                                withNeighbours ? loadModel() : null,
+                                                withNeighbours ? api(`/users/${path}/neighbours?k=5`) : null]);
+  rec.near = near ? near.neighbours : [];
+  await lookUp([...rec.items.map((r) => r.item), ...info.history.map((e) => e.item), ...rec.near.flatMap((n) => n.next)]);
   const same = state.shown && state.shown.user === user && state.shown.k === k;
   const before = same && event ? state.shown.items : null;
   state.shown = { user, k, items: rec.items.map((r) => r.item) };
@@ -201,8 +204,13 @@ function showMemory(rec, event) {
   if (n) {
     $("neighbours-text").textContent = `Rankings mix in what the ${n.setting.k} most similar moments of other users led to ` +
       `(weight ${n.setting.weight}): ${plural(n.training_entries, "entry")} from training, ` +
-      `${plural(n.served_entries, "entry")} from this service's event logs.`;
+      `${plural(n.served_entries, "entry")} from this service's event logs.` +
+      (rec.near.length ? " The nearest behind this ranking:" : "");
   }
+  $("near-list").replaceChildren(...(rec.near || []).map((n) => el("li", {},
+    el("span", { class: "title", text: `user ${n.user}` }),
+    el("span", { class: "meta", text: `similarity ${n.similarity.toFixed(3)}; then ` +
+      n.next.map((item) => (state.titles.get(item) || {}).title || item).join(", ") }))));
 }
 
 // ----------------------------------------------------------------------------- actions
