@@ -291,7 +291,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stream", help="train before a cut time T, replay every later event in time order through each policy (docs/stream.md); "
                                       "extra --section.key=value override the training config")
-    p.add_argument("--model", default="sasrec", choices=sorted(MODELS))
+    p.add_argument("--model", default="sasrec", choices=sorted(MODELS), help="the model trained before the cut")
     p.add_argument("--dataset", default="ml-100k", help="a data set with timestamps")
     p.add_argument("--data-dir", help="where registered data sets are looked for (else $MEMREC_DATA_DIR)")
     p.add_argument("--cut", default="0.8", help="T: a quantile of the time line in (0, 1), a date YYYY-MM-DD or a timestamp")

@@ -56,6 +56,7 @@ def test_9_every_endpoint_takes_the_user_ids_post_events_takes(service, shared_d
             assert http.get("/recommend", params={"user": user}).json()["history_length"] == 1, user
             assert http.delete(f"/users/{user}/memory").status_code == 200, user
             assert http.post(f"/users/{user}/memory:update").status_code == 200, user
+            assert http.get(f"/users/{user}/neighbours").json()["user"] == user, user
         refused = http.post("/events", json={"user": "a/b", "item": "i1", "timestamp": 1.0})
         assert refused.status_code == 422
         assert refused.json()["detail"] == [{"loc": ["body", "event", "user"], "type": "value_error", "msg":
@@ -71,7 +72,7 @@ def test_9_every_endpoint_takes_the_user_ids_post_events_takes(service, shared_d
         for operation in methods.values():
             schemas += [p["schema"] for p in operation.get("parameters", []) if p["name"] in ("user", "user_id")]
     schemas = [{k: v for k, v in s.items() if k != "title"} for s in schemas]
-    assert len(schemas) == 5 and all(s == schemas[0] for s in schemas), schemas  # one documented rule
+    assert len(schemas) == 6 and all(s == schemas[0] for s in schemas), schemas  # one documented rule
     assert schemas[0]["pattern"] == "^[A-Za-z0-9._:@-]*[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*$" and schemas[0]["maxLength"] == 128
 
 
