@@ -63,7 +63,8 @@ function when(time) {
 }
 
 function plural(n, word) {
-  return `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+  const many = word.endsWith("y") ? `${word.slice(0, -1)}ies` : `${word}s`;  // entry: entries
+  return `${n.toLocaleString()} ${n === 1 ? word : many}`;
 }
 
 function meter(fraction) {
