@@ -79,23 +79,41 @@ def neighbours_summary(dataset: str, model: str) -> dict:
     return next(s for s in J("neighbours-every-model")["summary"] if s["dataset"] == dataset and s["model"] == model)
 
 
+def mean_std(metrics: dict, key: str) -> str:
+    """'mean ± std' of one metric over the benchmark's seeds, the value alone for one seed."""
+    m = metrics[key]
+    return f(m["mean"]) + (f" ± {f(m['std'])}" if m.get("std") is not None else "")
+
+
 @table
 def headline():
     rows = []
     for ds in ("beauty", "sports", "ml-100k"):
-        cells = [run(f"sasrec-{ds}")["test"], None, run(f"ramrec-{ds}")["test"]]
-        gain = "not run"
-        if ds != "ml-100k":
-            s = neighbours_summary(ds, "sasrec")
-            cells[1] = {k: s["test_with"][k]["mean"] for k in ("ndcg@10", "hit@10")}
+        ramrec = run(f"ramrec-{ds}")
+        if ds == "ml-100k":
+            plain, with_memory, gain, seeds = nh(run(f"sasrec-{ds}")["test"]), "not run", "not run", "1"
+        else:
+            s = neighbours_summary(ds, "sasrec")  # the same weights, memory on and off, over the seeds run
+            plain = f"{mean_std(s['test_without'], 'ndcg@10')} / {mean_std(s['test_without'], 'hit@10')}"
+            with_memory = f"**{mean_std(s['test_with'], 'ndcg@10')}** / {mean_std(s['test_with'], 'hit@10')}"
             gain = f"{pct(s['test_with']['ndcg@10']['mean'], s['test_without']['ndcg@10']['mean'])} {ci(s['test_ndcg@10_gain_ci95'])}"
-        best = max(c["ndcg@10"] for c in cells if c)
-        shown = [("**" + nh(c).replace(" / ", "** / ", 1) if c["ndcg@10"] == best else nh(c)) if c else "not run" for c in cells]
-        if not run(f"ramrec-{ds}")["neighbour_memory"]["used"]:
-            shown[2] += " (memory not used: gain within noise)"
-        rows.append([DATA[ds], *shown, gain])
-    return md(["data set", "SASRec", "SASRec + neighbour memory", "RAMRec (own banks + neighbour memory)",
+            seeds = str(len(s["seeds"]))
+        shown = nh(ramrec["test"]) + ("" if ramrec["neighbour_memory"]["used"] else " (memory not used: gain within noise)")
+        rows.append([DATA[ds], seeds, plain, with_memory, shown, gain])
+    return md(["data set", "SASRec seeds", "SASRec", "SASRec + neighbour memory", "RAMRec, seed 42 (own banks + neighbour memory)",
                "neighbour memory's gain on SASRec, paired 95% interval"], rows)
+
+
+@table
+def neighbours_every_model():
+    rows = []
+    for s in J("neighbours-every-model")["summary"]:
+        used = sum(1 for c in s["chosen"].values() if c["weight"] > 0)
+        rows.append([DATA[s["dataset"]], MODEL[s["model"]], len(s["seeds"]), mean_std(s["test_without"], "ndcg@10"),
+                     mean_std(s["test_with"], "ndcg@10"), f"{pct(s['test_with']['ndcg@10']['mean'], s['test_without']['ndcg@10']['mean'])} "
+                     f"{ci(s['test_ndcg@10_gain_ci95'])}", f"{used} of {len(s['seeds'])}"])
+    return md(["data set", "model", "seeds", "test NDCG@10 without", "with the neighbour memory", "gain, paired 95% interval",
+               "seeds where validation chose to use it"], rows)
 
 
 @table

@@ -49,9 +49,10 @@ class GrowingNeighbours:
         return len(self.memory)
 
     @torch.no_grad()
-    def update(self, owner: int, items: list[int], start: int = 1) -> int:
+    def update(self, owner: int, items: list[int], start: int = 1, rebuild: bool = True) -> int:
         """Make ``owner``'s entries those of their log ``items`` (item indices, oldest first; a log only
-        grows) from position ``start`` on; returns how many entries were added."""
+        grows) from position ``start`` on; returns how many entries were added. ``rebuild=False`` leaves
+        the searched memory as it was until :meth:`rebuild` (one rebuild after many owners' updates)."""
         start = max(1, self.starts.setdefault(owner, start))
         done = start + len(self.keys.get(owner, ()))
         self.logs[owner] = list(items)
@@ -67,10 +68,12 @@ class GrowingNeighbours:
         finally:
             self.model.train(was)
         self.keys[owner] = torch.cat([self.keys[owner], keys]) if owner in self.keys else keys
-        self._rebuild()
+        if rebuild:
+            self.rebuild()
         return len(positions)
 
-    def _rebuild(self) -> None:
+    def rebuild(self) -> None:
+        """Make the searched memory hold every owner's entries so far (values filled in from their logs)."""
         owners = [o for o in self.keys if len(self.keys[o])]
         keys = torch.cat([self.keys[o] for o in owners])
         values = torch.full((len(keys), self.horizon), -1, dtype=torch.int64)

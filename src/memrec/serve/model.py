@@ -136,7 +136,9 @@ class ServedModel:
             log = store.history(user)
             imported = next((n for n, e in enumerate(log) if not (e.key or "").startswith("train-")), len(log))
             known = [self.index[e.item] for e in log if e.item in self.index]
-            added += self.growing.update(self.owner(user), known, start=max(1, imported))
+            added += self.growing.update(self.owner(user), known, start=max(1, imported), rebuild=False)
+        if added:
+            self.growing.rebuild()  # once for every user the logs gained
         return added
 
     @torch.inference_mode()

@@ -97,14 +97,7 @@ class Neighbours(Frozen):
         return (i + 1) % self.sync_every == 0
 
     def apply(self) -> None:
-        growing = self.served.growing
-        rebuild, growing._rebuild = growing._rebuild, lambda: None  # one rebuild per sync, not one per user: same entries
-        try:
-            added = self.served.follow(self.store)
-        finally:
-            growing._rebuild = rebuild
-        if added:
-            rebuild()
+        self.served.follow(self.store)  # the memory takes in every user the logs gained since the last sync
         self.applications += 1
 
     def describe(self) -> dict:
