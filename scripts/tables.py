@@ -108,7 +108,7 @@ def headline():
 def neighbours_every_model():
     rows = []
     for s in J("neighbours-every-model")["summary"]:
-        used = sum(1 for c in s["chosen"].values() if c["weight"] > 0)
+        used = sum(1 for c in s["chosen"].values() if c and c["weight"] > 0)  # None: the memory was not used
         rows.append([DATA[s["dataset"]], MODEL[s["model"]], len(s["seeds"]), mean_std(s["test_without"], "ndcg@10"),
                      mean_std(s["test_with"], "ndcg@10"), f"{pct(s['test_with']['ndcg@10']['mean'], s['test_without']['ndcg@10']['mean'])} "
                      f"{ci(s['test_ndcg@10_gain_ci95'])}", f"{used} of {len(s['seeds'])}"])
