@@ -54,7 +54,7 @@ def test_recommend_for_a_history_and_the_cli_answers_the_same(rec, capsys):
     assert main(["recommend", str(rec.path), "--history", "50,181", "-k", "5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["items"] == [r.to_dict() for r in top]
     assert main(["recommend", str(rec.path), "--user", "196", "--history", "50"]) == 2
-    assert capsys.readouterr().err == "memrec recommend: error: give --user U (a user of the data set) or --history ITEM,ITEM,..., one of them\n"
+    assert capsys.readouterr().err == "memrec recommend: error: give --user U (a user of the data set), --history ITEM,ITEM,... or --all, one of them\n"
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

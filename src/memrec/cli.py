@@ -105,8 +105,12 @@ def cmd_evaluate(args, extra) -> None:
 
 def cmd_recommend(args, extra) -> None:
     _require_positive("-k", args.k)
+    if args.all:
+        return _recommend_all(args)
+    if args.output:
+        raise MemrecError("--output writes every user's top-k: give --all with it (or drop --output)")
     if (args.user is None) == (args.history is None):
-        raise MemrecError("give --user U (a user of the data set) or --history ITEM,ITEM,..., one of them")
+        raise MemrecError("give --user U (a user of the data set), --history ITEM,ITEM,... or --all, one of them")
     rec = _load(args)
     ds = rec.dataset
     if args.history is not None:
@@ -121,6 +125,18 @@ def cmd_recommend(args, extra) -> None:
     print(f"top {len(recs)} for {'user ' + str(args.user) if args.user is not None else 'the given history'} ({len(history)} history items, excluded):")
     for r in recs:
         print(f"{r.rank:3d}. {r.item:<14} {r.score:9.4f}  {r.title or ds.items.text[ds.item_index(r.item)][:80]}")
+
+
+def _recommend_all(args) -> None:
+    from memrec.batch import output_format, recommend_all
+
+    if args.user is not None or args.history is not None or not args.output:
+        raise MemrecError("--all ranks every user of the data set into --output FILE (.parquet or .csv); drop --user / --history")
+    _require_positive("--chunk", args.chunk)
+    output_format(Path(args.output), args.format)  # a bad suffix is refused before the model is loaded
+    report = recommend_all(_load(args), args.output, k=args.k, chunk=args.chunk, format=args.format,
+                           log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(report, indent=2))
 
 
 def cmd_config(args, extra) -> None:
@@ -256,6 +272,11 @@ def make_parser() -> argparse.ArgumentParser:
             p.add_argument("--user", help="a user id of the data set: their whole history is excluded and read")
             p.add_argument("--history", help="comma-separated item ids, instead of --user")
             p.add_argument("-k", type=int, default=10, help="how many items to list")
+            p.add_argument("--all", action="store_true", help="every user of the data set, into --output, in chunks; "
+                                                              "an interrupted run resumes (docs/python.md#batch)")
+            p.add_argument("--output", help="with --all: the file to write, .parquet or .csv (rows: user, rank, item, score)")
+            p.add_argument("--format", choices=("parquet", "csv"), help="with --all: the output format (default: from --output's suffix)")
+            p.add_argument("--chunk", type=int, default=2048, help="with --all: users ranked at once (memory grows with it)")
 
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
     p.add_argument("runs", nargs="+", help="run folders of `memrec train`")
