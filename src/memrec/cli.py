@@ -227,6 +227,16 @@ COLUMNS_HELP = ("ROLE=COLUMN,... for a CSV / TSV / Parquet file whose header nam
                 "(roles: user, item, rating, time, title, categories), e.g. user=member,item=sku")
 
 
+def add_run_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The options :func:`build_run_config` reads to make a run config (train, tune)."""
+    p.add_argument("--model", help=" | ".join(sorted(MODELS)) + " (default: the config's model, else sasrec)")
+    p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path (default: the config's data set, else ml-100k)")
+    p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
+    p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")
+    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
+    p.add_argument("--columns", help=COLUMNS_HELP)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memrec", description="Memory-augmented sequential recommendation", formatter_class=DefaultsFormatter)
     parser.add_argument("--version", action="version", version=f"memrec {version()}")
@@ -242,15 +252,10 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and evaluate a model; extra --section.key=value override the config",
                        description="Train and evaluate a model. Further --section.key=value arguments override the config, "
                                    "e.g. --train.epochs=50 --model_config.hidden_size=64.")
-    p.add_argument("--model", help=" | ".join(sorted(MODELS)) + " (default: the config's model, else sasrec)")
-    p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path (default: the config's data set, else ml-100k)")
-    p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
-    p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")
-    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
+    add_run_config_arguments(p)
     p.add_argument("--memory", choices=("neighbours", "off"),
                    help="neighbours: build the neighbour memory (other users' training positions) after training and use it "
                         "if its validation gain is above noise; off: none (default: as the config says; frozen RAMRec configs: neighbours)")
-    p.add_argument("--columns", help=COLUMNS_HELP)
     p.add_argument("--output", required=True, help="run folder for metrics.json, checkpoint.pt, curve.png, logs")
     p.add_argument("--overwrite", action="store_true", help="replace the run an existing --output folder holds (default: refuse)")
 
@@ -328,12 +333,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="search a model's settings with Optuna on validation NDCG@10 (never test); "
                                     "extra --section.key=value override the base config (docs/tune.md)")
-    p.add_argument("--model", help=" | ".join(sorted(MODELS)) + " (default: the config's model, else sasrec)")
-    p.add_argument("--dataset", help="a registered name or a path (default: the config's data set, else ml-100k)")
-    p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
-    p.add_argument("--config", help="YAML base config (default: the frozen config for model and data set, if any)")
-    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
-    p.add_argument("--columns", help=COLUMNS_HELP)
+    add_run_config_arguments(p)
     p.add_argument("--space", help="YAML search space (default: the model config's search_space and train.lr, train.weight_decay)")
     p.add_argument("--trials", type=int, default=20, help="trials the study holds when done (a resumed study counts its earlier ones)")
     p.add_argument("--minutes", type=float, help="stop starting trials after this many minutes")
