@@ -454,6 +454,26 @@ def check_neighbours(s: Subject) -> None:
     assert torch.equal(loaded.score_all(batch), model.score_all(batch)), "save/load changed the scores with the neighbour memory"
 
 
+def follows_logs(model) -> bool:
+    """Whether the model keeps per-user state derived from event logs (RAMRec's banks), or not."""
+    return hasattr(model, "follows_logs") and model.follows_logs()
+
+
+@torch.no_grad()
+def check_logged_state(s: Subject) -> None:
+    model = s.model(neighbours=False)
+    long = [np.resize(h, 2 * s.max_len + 1) for h in s.evalset.histories]  # logs longer than the window
+    batch = s.batch(long)
+    before = model.score_all(batch)
+    user, log = int(batch.users[0]), long[0].tolist()
+    assert model.follow_log(user, log, start=len(log)) == 0, "follow_log wrote entries for positions it was not given"
+    assert torch.equal(model.score_all(batch), before), "follow_log without positions changed the scores"
+    assert model.follow_log(user, log, start=1) == len(log) - 1, "follow_log should write one entry per position from start on"
+    after = model.score_all(batch)
+    assert not torch.equal(after[0], before[0]), "the logged positions changed nothing for their user: the state is not read"
+    assert torch.equal(after[1:], before[1:]), "one user's logged positions changed another user's scores"
+
+
 CHECKS: dict[str, Callable[[Subject], None]] = {
     "causal": check_causal,
     "encode_last": check_encode_last,
@@ -470,18 +490,22 @@ CHECKS: dict[str, Callable[[Subject], None]] = {
     "memory_is_read": check_memory_is_read,
     "served_memory": check_served_memory,
     "neighbours": check_neighbours,
+    "logged_state": check_logged_state,
 }
 
 
 def applies(check: str, s: Subject) -> bool:
     """Whether ``check`` applies to the subject (``memory_is_read``: memory=True; ``served_memory``: a
-    per-user memory cell; ``neighbours``: a neighbour memory)."""
+    per-user memory cell; ``neighbours``: a neighbour memory; ``logged_state``: state grown from
+    event logs)."""
     if check == "memory_is_read":
         return s.memory
     if check == "neighbours":
         return has_neighbours(s.blank())
     if check == "served_memory":
         return memory_cell(s.blank()) is not None
+    if check == "logged_state":
+        return follows_logs(s.model(neighbours=False))
     return True
 
 

@@ -1,7 +1,8 @@
 """Online equals offline: what ``GET /recommend`` answers after a user's events is what the model
 ranks offline (``SequentialRecommender.recommend``) for the same history, for every model; RAMRec
-also reads the same per-user bank and neighbour memory, and a user the training data did not have
-reads no bank."""
+also reads the same per-user bank (its training entries, then each logged position, as
+``follow_log`` writes it offline) and neighbour memory, and a user the training data did not have
+reads a bank of their own events only."""
 from __future__ import annotations
 
 import json
@@ -26,14 +27,17 @@ K = 20
 MAX_LEN = 8
 
 
-def offline(checkpoint, history: list[str], user: int = -1, neighbours: bool = True) -> list[tuple[str, float]]:
+def offline(checkpoint, history: list[str], user: int = -1, neighbours: bool = True, logged: bool = False) -> list[tuple[str, float]]:
     """Top K of a freshly loaded checkpoint for ``history`` (raw ids) as user index ``user`` (-1: anonymous);
-    ``neighbours=False`` turns a RAMRec's neighbour memory off."""
+    ``neighbours=False`` turns a RAMRec's neighbour memory off; ``logged``: the history arrived as events
+    of ``user``, whose positions the model folds into its per-user state first (RAMRec's bank)."""
     ckpt = load_checkpoint(checkpoint)
     if not neighbours:
         ckpt.model.neighbours.set(k=0, temperature=1.0, weight=0.0)
     index = {raw: i for i, raw in enumerate(ckpt.item_ids)}
     seen = np.array([index[i] for i in history], dtype=np.int64)
+    if logged:
+        ckpt.model.follow_log(user, seen.tolist(), start=1)
     items, scores = ckpt.model.recommend(make_eval_batch(np.array([user]), [seen], np.array([0]), ckpt.model.max_len), k=K)
     return [(ckpt.item_ids[i], round(s, 6)) for i, s in zip(items[0].tolist(), scores[0].tolist()) if np.isfinite(s)]
 
@@ -92,22 +96,28 @@ def test_ramrec_serves_a_known_user_from_their_own_bank(ramrec, tmp_path):
     # no events yet: the bank alone (the old history) is what the service knows of bob
     assert_same_ranking(online(client, "bob"), offline(checkpoint, [], bob))
     assert client.get("/recommend", params={"user": "bob"}).json()["known"]
-    got = online(client, "bob", raw["bob"])
-    assert_same_ranking(got, offline(checkpoint, raw["bob"], bob))
+    got = online(client, "bob", raw["bob"])  # 20 events: the first 12 leave the window of 8 for bob's bank
+    assert_same_ranking(got, offline(checkpoint, raw["bob"], bob, logged=True))
+    assert got != offline(checkpoint, raw["bob"], bob), "the events' bank entries changed nothing"
     assert got != offline(checkpoint, raw["bob"]), "the bank changed nothing: the test would not see a wrong bank"
-    assert got != offline(checkpoint, raw["bob"], bob, neighbours=False), "the neighbour memory changed nothing"
-    for name, tensor in client.app.state.served.model.bank.state_dict().items():  # read-only while serving
-        assert torch.equal(tensor, before[name]), name
+    assert got != offline(checkpoint, raw["bob"], bob, neighbours=False, logged=True), "the neighbour memory changed nothing"
+    after = client.app.state.served.model.bank
+    assert len(after) > len(before["keys"]) and (after.owners == bob).sum() > (before["owners"] == bob).sum()
+    assert set(after.owners.tolist()) == set(before["owners"].tolist()), "another user's bank changed"
+    # a second process on the same store derives the same bank from the same log
+    other = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))), base_url="http://localhost")
+    assert_same_ranking(online(other, "bob"), got)
 
 
 @pytest.mark.parametrize("stranger", ["zed", "0", "1", "3"])  # also ids that look like user indices ("1" is bob's)
-def test_ramrec_serves_a_user_the_data_set_lacks_without_any_bank(stranger, ramrec, tmp_path):
+def test_ramrec_serves_a_user_the_data_set_lacks_from_a_bank_of_their_own_events(stranger, ramrec, tmp_path):
     checkpoint, raw, _ = ramrec
     client = TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), store=str(tmp_path / "state.db"))), base_url="http://localhost")
     cold = online(client, stranger)
     assert_same_ranking(cold, offline(checkpoint, []))
     assert not client.get("/recommend", params={"user": stranger}).json()["known"]
-    assert_same_ranking(online(client, stranger, raw["bob"]), offline(checkpoint, raw["bob"]))  # bob's history, not bob's bank
+    newcomer = len(USERS)  # the first user beyond the training users: a bank of their own events, never bob's
+    assert_same_ranking(online(client, stranger, raw["bob"]), offline(checkpoint, raw["bob"], newcomer, logged=True))
 
 
 def test_a_ramrec_checkpoint_carries_its_users_and_an_older_one_needs_its_data_set(ramrec, tmp_path):

@@ -120,6 +120,18 @@ class SequentialRecommender(nn.Module):
     def check_training_users(self, count: int) -> None:
         """Refuse per-user state keyed beyond ``count`` training users (ValueError); the base keeps none."""
 
+    def follows_logs(self) -> bool:
+        """Whether the model keeps per-user state derived from each user's event log, grown by
+        :meth:`follow_log` while serving (RAMRec's banks); the base keeps none."""
+        return False
+
+    def follow_log(self, owner: int, items: list[int], start: int) -> int:
+        """Fold positions ``start ..`` of user ``owner``'s log ``items`` (item indices, oldest first)
+        into the per-user state :meth:`follows_logs` declares; returns how many entries were written.
+        The state is a function of the weights and the log, so every process serving one store
+        derives the same from the same log. The base keeps none."""
+        return 0
+
     def serve_scores(self, batch: EvalBatch, memory: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Scores (B, N + 1) for serving, given each row's stored per-user memory (B, D) when the model
         keeps one, and what the model exposes about its answer (e.g. routing weights by expert) or None."""

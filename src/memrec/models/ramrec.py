@@ -15,8 +15,9 @@ followed it. Position t may use entries with ``j < t`` only, so it never sees it
   (a :class:`~memrec.memory.transitions.TransitionMemory` owned by the user index, one entry per next
   item, at most ``bank_capacity`` per user, pruned by quality);
 - **evaluation** (``encode``/``score_all`` with ``users``): the last position reads the window's
-  entries plus the user's bank entries whose item is not in the window (older history). Banks hold
-  training transitions only, all of which precede any validation or test target.
+  entries plus the user's bank entries whose item is not in the window (older history). After
+  training, banks hold training transitions only, all of which precede any validation or test target;
+  while serving, each position a user's log gains becomes an entry too (:meth:`follow_log`).
 
 K per position comes from the diversity (entropy) of the visible entries' items (see
 :mod:`memrec.memory.adaptive_k`), or is fixed with ``fixed_k``. ``use_memory=False`` is the plain
@@ -272,6 +273,35 @@ class RAMRec(SASRec):
     def check_training_users(self, count: int) -> None:
         if (self.bank.owners >= count).any():
             raise ValueError(f"has banks for user indices beyond its {count} training users")
+
+    def follows_logs(self) -> bool:
+        return self.keeps_banks()
+
+    @torch.no_grad()
+    def follow_log(self, owner: int, items: list[int], start: int) -> int:
+        """Each position t >= start of the log becomes an entry of the owner's bank: the window state
+        after items[t - max_len : t] and the item at t (as training writes a window's entries)."""
+        positions = range(max(1, start), len(items))
+        if not self.follows_logs() or not positions:
+            return 0
+        width = min(max(positions), self.max_len)
+        inputs = torch.zeros(len(positions), width, dtype=torch.int64)  # (P, W): each window left-aligned
+        last = torch.zeros(len(positions), dtype=torch.int64)
+        for r, t in enumerate(positions):
+            window = items[max(0, t - self.max_len):t]
+            inputs[r, :len(window)] = torch.as_tensor(window, dtype=torch.int64)
+            last[r] = len(window) - 1
+        targets = torch.as_tensor([items[t] for t in positions], dtype=torch.int64)[None]  # (1, P)
+        self.check_items(inputs)
+        self.check_items(targets, any_length=True)
+        was = self.training
+        self.eval()
+        try:
+            hidden = self.encoder(self.embed(inputs))[torch.arange(len(positions)), last]  # (P, d)
+        finally:
+            self.train(was)
+        self._write_bank(torch.tensor([owner]), hidden[None], targets)  # one row: the owner's new entries in order
+        return len(positions)
 
     @torch.no_grad()
     def update_memory(self, users: torch.Tensor, sequences: list[np.ndarray]) -> None:

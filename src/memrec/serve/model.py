@@ -14,10 +14,12 @@ protocol of :class:`~memrec.models.SequentialRecommender` (this module imports n
   served with its data set's user ids (:func:`training_users`): a user id of the data set is that
   user, any other id is anonymous (user index -1), whatever its spelling.
 
-A neighbour memory in use grows while serving (:meth:`ServedModel.follow`, before each ranking): every
-position the store's logs gain, through this process or another on the same store, becomes an entry
-other users find (:mod:`memrec.memory.growing`). RAMRec's banks are read-only while serving: new
-events reach RAMRec through the window of the last ``max_len`` items, as in offline evaluation.
+Memories derived from the event logs grow while serving (:meth:`ServedModel.follow`, before each
+ranking): every position the store's logs gain, through this process or another on the same store,
+becomes an entry other users find in a neighbour memory in use (:mod:`memrec.memory.growing`), and an
+entry of the user's own state for a model that keeps one (``model.follows_logs()``: RAMRec's banks,
+which the user reads once the item has left the window of the last ``max_len`` items). The store holds
+the logs; each process derives the same entries from them.
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ class ServedModel:
         self.growing = GrowingNeighbours(model) if model.neighbours.active else None
         self.newcomers: dict[str, int] = {}  # users the training data lacks -> their owner index in the grown memory
         self.cursor: str | None = None  # how far follow() has read the store's changes
+        self.followed: dict[str, int] = {}  # user -> positions of their log already folded into the model's own state
 
     @classmethod
     def load(cls, path: str | Path) -> "ServedModel":
@@ -125,10 +128,11 @@ class ServedModel:
 
     def follow(self, store) -> int:
         """Turn the positions the store's logs gained since the last call (any process may have written
-        them) into neighbour-memory entries; returns how many were added (0 without a neighbour memory).
+        them) into neighbour-memory entries, and into the user's own state for a model that keeps one
+        (RAMRec's bank); returns how many neighbour entries were added (0 without a neighbour memory).
         An imported training sequence (keys ``train-*``, see :mod:`memrec.serve.training_users`) adds
         none: the checkpoint's memory holds its training positions, and, as offline, not its held-out ones."""
-        if self.growing is None:
+        if self.growing is None and not self.model.follows_logs():
             return 0
         users, self.cursor = store.changes(self.cursor)
         added = 0
@@ -136,7 +140,11 @@ class ServedModel:
             log = store.history(user)
             imported = next((n for n, e in enumerate(log) if not (e.key or "").startswith("train-")), len(log))
             known = [self.index[e.item] for e in log if e.item in self.index]
-            added += self.growing.update(self.owner(user), known, start=max(1, imported), rebuild=False)
+            owner, done = self.owner(user), self.followed.get(user, max(1, imported))
+            self.model.follow_log(owner, known, done)  # the user's own state (RAMRec's bank)
+            self.followed[user] = len(known)
+            if self.growing is not None:
+                added += self.growing.update(owner, known, start=max(1, imported), rebuild=False)
         if added:
             self.growing.rebuild()  # once for every user the logs gained
         return added
