@@ -251,9 +251,7 @@ class NeighbourMemory(TransitionMemory):
         """The model's scores (B, N + 1) mixed with the memory at the chosen setting (float64)."""
         if not self.active:
             return logits
-        sims, values = self.search(queries, users, self.k)
-        for online in (m for m in self._online if len(m)):  # the nearest k of both memories
-            sims, values = nearest_of(sims, values, *online.search(queries, users, self.k), self.k)
+        sims, _, values = self.explain(queries, users, self.k)  # the nearest k of the built and the online memory
         return mix_scores(logits, seen, sims, values, self.temperature, self.weight, self.gate, self.decay)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
@@ -264,23 +262,6 @@ class NeighbourMemory(TransitionMemory):
         if setting is not None and setting.numel() < 5:  # saved before the gate (every query mixed) or the decay (next item only)
             state_dict[prefix + "setting"] = torch.cat([setting, setting.new_tensor([-1.0, 0.0][setting.numel() - 3:])])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
-
-
-def nearest_of(sims: torch.Tensor, values: torch.Tensor, more_sims: torch.Tensor, more_values: torch.Tensor,
-               k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` most similar of two search results, sorted: sims (B, k1), (B, k2); values (B, k1, H1), (B, k2, H2)
-    -> (B, k'), (B, k', max(H1, H2)), shorter horizons padded with -1.
-
-    Example:
-        >>> sims, values = nearest_of(torch.tensor([[0.75, 0.25]]), torch.tensor([[[4], [5]]]), torch.tensor([[0.5]]), torch.tensor([[[6, 7]]]), k=2)
-        >>> sims.tolist(), values.tolist()
-        ([[0.75, 0.5]], [[[4, -1], [6, 7]]])
-    """
-    width = max(values.size(2), more_values.size(2))
-    pad = lambda v: F.pad(v, (0, width - v.size(2)), value=-1)  # noqa: E731
-    sims, values = torch.cat([sims, more_sims], 1), torch.cat([pad(values), pad(more_values)], 1)
-    top = sims.topk(min(k, sims.size(1)), dim=1)
-    return top.values, values.gather(1, top.indices.unsqueeze(2).expand(-1, -1, width))
 
 
 def gain_interval(gain: np.ndarray, confidence: float) -> tuple[float, float]:
