@@ -69,6 +69,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty on the weights
     loss: str = "ce"  # ce (full softmax) | sampled_softmax | bpr
     num_negatives: int = 256  # negatives sampled per position (sampled_softmax only)
+    sampler: str = "uniform"  # sampled_softmax's negatives: uniform | popularity (training counts + 1) | in_batch (the batch's other targets)
+    logq: bool = True  # sampled_softmax: lower each candidate's logit by the log of its sampling probability (no effect for uniform)
     train_windows: str = "all"  # all: every position of the history once; last: last max_len only
     grad_clip: float | None = 5.0  # clip the gradient norm to this; None: no clipping
     patience: int = 20  # early stopping: epochs without a better validation NDCG@10

@@ -96,6 +96,14 @@ class SequentialRecommender(nn.Module):
         user = self.encode(batch.history, batch.lengths, batch.users)  # (B, d)
         return user @ self.item_embeddings().T, user if states else None
 
+    def user_vectors(self, batch: EvalBatch) -> torch.Tensor | None:
+        """The (B, d) vectors whose dot products with ``item_embeddings()`` are :meth:`score_all`'s scores,
+        or None where scores are more than that (the neighbour memory in use, a model's own scoring): what
+        chunked evaluation and an item index (:mod:`memrec.memory.item_search`) rank by."""
+        if (not self.training and self.neighbours.active) or type(self).scores_and_states is not SequentialRecommender.scores_and_states:
+            return None
+        return self.encode(batch.history, batch.lengths, batch.users)
+
     def loss(self, batch: TrainBatch, objective, writes: list | None = None) -> torch.Tensor:
         """Training loss over every non-padding position of the batch. It never changes the model: a
         model that remembers what it trains on appends its memory writes (callables) to ``writes``

@@ -91,6 +91,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
 
 
 MIN_ROWS = 8  # BLAS picks other kernels (other rounding) below this many rows
+ITEM_CHUNK = 1 << 16  # catalogues larger than this are ranked this many items at a time (256 rows: 64 MiB of scores)
 
 
 def padded_scores(model, batch: EvalBatch) -> torch.Tensor:
@@ -113,16 +114,60 @@ def padded_scores(model, batch: EvalBatch) -> torch.Tensor:
     return model.score_all(padded)[:n]
 
 
+def rank_in_chunks(users: torch.Tensor, items: torch.Tensor, batch: EvalBatch, chunk: int) -> torch.Tensor:
+    """:func:`rank_targets` of the scores ``users @ items.T`` without the (B, N + 1) scores in memory:
+    ``chunk`` items at a time, each row counting the unmasked items that score at least its target.
+    users (B, d), items (N + 1, d) -> (B,). Each target's score is read from its own chunk's product,
+    computed for at least ``MIN_ROWS`` rows, so every score is the one the whole product would give.
+
+    Example:
+        >>> from memrec.data.batching import make_eval_batch
+        >>> b = make_eval_batch(np.array([0]), [np.array([1])], np.array([2]), max_len=5)
+        >>> items = torch.tensor([[0.0], [9.0], [1.0], [1.0], [0.5]])
+        >>> rank_in_chunks(torch.ones(1, 1), items, b, chunk=2).tolist()  # item 3 ties item 2
+        [1]
+    """
+    n = items.size(0)
+    target_scores = torch.empty(len(users))  # (B,)
+    target_chunks = batch.targets // chunk
+    for c in target_chunks.unique().tolist():
+        rows = (target_chunks == c).nonzero().flatten()
+        queries = users[rows.repeat(-(-MIN_ROWS // len(rows)))] if len(rows) < MIN_ROWS else users[rows]  # (>= MIN_ROWS, d)
+        scores = (queries @ items[c * chunk : (c + 1) * chunk].T)[: len(rows)]  # (R, C)
+        target_scores[rows] = scores.gather(1, (batch.targets[rows] - c * chunk)[:, None]).squeeze(1)
+    masked = batch.seen_rows[batch.seen_items == batch.targets[batch.seen_rows]]  # rows whose target is in their history
+    target_scores[masked] = float("-inf")  # as rank_targets: below every unmasked item
+    at_least = torch.zeros(len(users), dtype=torch.long)  # (B,)
+    for lo in range(0, n, chunk):
+        scores = users @ items[lo : lo + chunk].T  # (B, C)
+        if lo == 0:
+            scores[:, 0] = 0.0  # padding, masked below
+        if not torch.isfinite(scores.sum(dim=1)).all():  # check_finite skips its column 0
+            check_finite(torch.cat([scores.new_zeros(len(users), 1), scores], dim=1), batch)
+        if lo == 0:
+            scores[:, 0] = float("-inf")
+        inside = (batch.seen_items >= lo) & (batch.seen_items < lo + chunk)
+        scores[batch.seen_rows[inside], batch.seen_items[inside] - lo] = float("-inf")
+        at_least += (scores >= target_scores[:, None]).sum(dim=1)
+    return at_least - 1  # the target counts itself
+
+
 @torch.inference_mode()
-def rank_evalset(model, evalset: EvalSet, max_len: int, batch_size: int = 512) -> np.ndarray:
-    """Ranks of every example of ``evalset`` (in its order) under ``model``."""
+def rank_evalset(model, evalset: EvalSet, max_len: int, batch_size: int = 512, item_chunk: int = ITEM_CHUNK) -> np.ndarray:
+    """Ranks of every example of ``evalset`` (in its order) under ``model``; a catalogue of more than
+    ``item_chunk`` items is ranked in chunks of that many (:func:`rank_in_chunks`) where the model's
+    scores are dot products (:meth:`~memrec.models.SequentialRecommender.user_vectors`): the same ranks."""
     was_training = model.training
     model.eval()
     ranks = np.zeros(len(evalset), dtype=np.int64)
     try:
         batches = progress.track(eval_batches(evalset, max_len, batch_size), len(evalset), "evaluating", "user", size=lambda b: len(b[0]))
         for rows, batch in batches:
-            ranks[rows] = rank_targets(padded_scores(model, batch), batch).numpy()
+            users = model.user_vectors(batch) if model.num_items + 1 > item_chunk else None  # (B, d) or None
+            if users is not None:
+                ranks[rows] = rank_in_chunks(users, model.item_embeddings(), batch, item_chunk).numpy()
+            else:
+                ranks[rows] = rank_targets(padded_scores(model, batch), batch).numpy()
     finally:
         model.train(was_training)
     return ranks

@@ -14,7 +14,7 @@ from memrec.data.batching import TrainBatches, training_windows
 from memrec.data.split import Split
 from memrec.models import SequentialRecommender
 from memrec.train.evaluate import evaluate
-from memrec.train.losses import make_objective
+from memrec.train.losses import item_counts, make_objective
 
 SELECT_METRIC = "ndcg@10"
 
@@ -67,7 +67,7 @@ class Trainer:
         self.writer = writer  # a TensorBoard SummaryWriter, or None
         self.progress = progress
         t = config.train
-        self.objective = make_objective(t.loss, t.num_negatives)
+        self.objective = make_objective(t.loss, t.num_negatives, t.sampler, t.logq, item_counts(split.train, model.num_items))
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.batches = TrainBatches(training_windows(split.train, config.data.max_len, t.train_windows), t.batch_size)
 
