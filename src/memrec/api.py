@@ -254,6 +254,10 @@ def run_config(model: str | None = None, dataset: str | None = None, *, config: 
         if value:
             raw["data"][key] = value
     cfg = RunConfig.from_dict(raw)
+    if frozen and not config_path and cfg.data.dataset:  # data nobody tuned: the rules of memrec.defaults
+        cfg = _with_data_defaults(cfg, recommended=model is None and not config, log=log)
+    elif dataset and model is None and not config:  # a data set named, no model: the recommended configuration
+        cfg.memory.neighbours.enabled = True
     if memory:  # the flag wins over the config file; memory.neighbours.* overrides still apply after it
         if memory not in ("neighbours", "off"):
             raise ConfigError(f"memory must be 'neighbours' or 'off', got {memory!r}")
@@ -262,6 +266,24 @@ def run_config(model: str | None = None, dataset: str | None = None, *, config: 
     if config_path and log:  # said once the config is valid: a refused one is the error's one line
         log(f"config: {config_path}")
     return cfg
+
+
+def _with_data_defaults(cfg, recommended: bool, log: Callable | None):
+    """``cfg`` with the settings :mod:`memrec.defaults` reads from the data's statistics, and, when
+    ``recommended`` (no model named), memrec's recommended configuration: SASRec with the neighbour memory."""
+    from memrec.config import RunConfig
+    from memrec.data import load_dataset
+    from memrec.defaults import RECOMMENDED_MODEL, apply_data_defaults
+
+    raw = cfg.to_dict()
+    chosen = apply_data_defaults(raw, load_dataset(cfg.data).stats())
+    if recommended:
+        raw["model"] = RECOMMENDED_MODEL
+        raw["memory"]["neighbours"]["enabled"] = True
+        chosen.append("memory.neighbours.enabled=true")
+    if log:
+        log(f"config: {raw['model']} with settings from the data's statistics (docs/defaults.md): {' '.join(chosen)}")
+    return RunConfig.from_dict(raw)
 
 
 SECTIONS = ("data", "train", "model_config", "memory.neighbours")

@@ -57,8 +57,18 @@ def cmd_train(args, extra: list[str]) -> None:
     from memrec.train import train_and_evaluate
 
     config = build_run_config(args, extra)
+    if args.nproc is not None and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: start it (docs/scale.md)
+        from memrec.train.distributed import launch
+        from memrec.train.run import check_output
+
+        _require_positive("--nproc", args.nproc)
+        check_output(args.output, args.overwrite)  # refused here, before any process starts
+        if launch(args.nproc, args.argv):
+            raise MemrecError(f"the distributed run failed (torchrun with {args.nproc} processes; each rank's error is above)")
+        return
     metrics = train_and_evaluate(config, args.output, progress=None, overwrite=args.overwrite)
-    print(f"results in {args.output}/metrics.json (test ndcg@10 {metrics['test']['ndcg@10']:.4f})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(f"results in {args.output}/metrics.json (test ndcg@10 {metrics['test']['ndcg@10']:.4f})")
 
 
 def cmd_tune(args, extra: list[str]) -> None:
@@ -233,7 +243,7 @@ def add_run_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="a registered name (see `memrec datasets`) or a path (default: the config's data set, else ml-100k)")
     p.add_argument("--data-dir", help="folder holding the registered data sets (else $MEMREC_DATA_DIR)")
     p.add_argument("--config", help="YAML config (default: the frozen config for model and data set, if any)")
-    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config")
+    p.add_argument("--no-frozen", action="store_true", help="start from the built-in defaults, not the frozen config nor the settings read from the data (docs/defaults.md)")
     p.add_argument("--columns", help=COLUMNS_HELP)
 
 
@@ -258,6 +268,7 @@ def make_parser() -> argparse.ArgumentParser:
                         "if its validation gain is above noise; off: none (default: as the config says; frozen RAMRec configs: neighbours)")
     p.add_argument("--output", required=True, help="run folder for metrics.json, checkpoint.pt, curve.png, logs")
     p.add_argument("--overwrite", action="store_true", help="replace the run an existing --output folder holds (default: refuse)")
+    p.add_argument("--nproc", type=int, help="train in this many processes (DDP under torchrun; rank 0 writes the run; docs/scale.md)")
 
     for name, help_text in (("evaluate", "full-ranking evaluation of a checkpoint"), ("recommend", "top-k items for a user")):
         p = sub.add_parser(name, help=help_text)
@@ -321,10 +332,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="ml-100k", help="a data set with timestamps")
     p.add_argument("--data-dir", help="where registered data sets are looked for (else $MEMREC_DATA_DIR)")
     p.add_argument("--cut", default="0.8", help="T: a quantile of the time line in (0, 1), a date YYYY-MM-DD or a timestamp")
-    p.add_argument("--policies", default="frozen,neighbours,retrain", help="comma-separated: frozen, neighbours, retrain")
+    p.add_argument("--policies", default="frozen,neighbours,retrain", help="comma-separated: frozen, neighbours, user-memory, both, retrain")
     p.add_argument("--memory", default="neighbours", choices=("neighbours", "off"), help="train with the neighbour memory")
     p.add_argument("--checkpoint", help="a model already trained on the events before the same cut (skips training)")
-    p.add_argument("--sync-every", type=int, default=50, help="neighbours: the memory takes in new events every this many events")
+    p.add_argument("--sync-every", type=int, default=100, help="neighbours: the memory takes in new events every this many events")
     p.add_argument("--retrain-days", type=float, default=7.0, help="retrain: every this many days of data time")
     p.add_argument("--retrain-epochs", type=int, default=2, help="retrain: epochs per retraining (warm start)")
     p.add_argument("--buckets", type=int, default=10, help="time buckets of the report (equal numbers of events)")
@@ -356,6 +367,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recom
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc` hands on to torchrun
     if extra and args.command not in ("train", "assist", "stream", "tune"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     bad = [e for e in extra if not (e.startswith("--") and "=" in e)] if args.command in ("train", "stream", "tune") else []

@@ -1,0 +1,61 @@
+"""Settings for a data set nobody tuned, read from the data's statistics.
+
+memrec ships frozen configs (``src/memrec/configs/MODEL-DATASET.yaml``) for the registered data sets,
+each chosen on validation. For any other data (a CSV of your own), ``memrec train --dataset PATH``
+starts from the model's built-in defaults and adjusts the few settings that the frozen configs show
+to depend on the data, by one rule each, without a search on that data:
+
+====================  ===============================================  =================================
+setting               rule                                             why (the frozen configs)
+====================  ===============================================  =================================
+model_config.dropout  0.5 when the mean sequence is shorter than 20,   the sparse Amazon sets (5-9 items
+                      else 0.2                                         per user) need 0.5; ML-100K 0.2
+train.batch_size      64 below 5,000 users, else 256                   few users: more steps per epoch
+train.patience        15 below 5,000 users, else 10                    small data: noisier validation
+train.eval_every      2 above 150,000 interactions, else 1             validation costs as much as an epoch
+====================  ===============================================  =================================
+
+Without ``--model`` memrec trains its recommended configuration: SASRec with the neighbour memory
+(other users' training positions), which validation switches off when its gain is within noise. A
+setting given on the command line (``--train.batch_size=...``), in ``--config`` or as a frozen config
+always wins over these rules.
+
+Example:
+    >>> rules = data_defaults({"users": 900, "interactions": 100_000, "avg_sequence_length": 106.0})
+    >>> rules["model_config"], rules["train"]
+    ({'dropout': 0.2}, {'batch_size': 64, 'patience': 15, 'eval_every': 1})
+    >>> data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9})["model_config"]
+    {'dropout': 0.5}
+"""
+from __future__ import annotations
+
+RECOMMENDED_MODEL = "sasrec"  # with the neighbour memory: memrec's recommended configuration
+SHORT_SEQUENCES = 20.0  # mean items per user below which dropout is 0.5
+FEW_USERS = 5_000
+MANY_INTERACTIONS = 150_000
+
+
+def data_defaults(stats: dict) -> dict[str, dict]:
+    """The settings the rules above give for a data set's statistics (``SequenceDataset.stats()``),
+    by config section."""
+    few_users = stats["users"] < FEW_USERS
+    return {
+        "model_config": {"dropout": 0.5 if stats["avg_sequence_length"] < SHORT_SEQUENCES else 0.2},
+        "train": {"batch_size": 64 if few_users else 256, "patience": 15 if few_users else 10,
+                  "eval_every": 2 if stats["interactions"] > MANY_INTERACTIONS else 1},
+    }
+
+
+def apply_data_defaults(raw: dict, stats: dict) -> list[str]:
+    """Fill ``raw`` (a config as a dict, before overrides) with :func:`data_defaults` where it sets
+    nothing; model settings only for keys the model has (``raw["model_config"]`` holds its defaults).
+    Returns what was set, as ``section.key=value`` strings, for the log."""
+    chosen = []
+    for section, values in data_defaults(stats).items():
+        target = raw.setdefault(section, {})
+        for key, value in values.items():
+            if section == "model_config" and key not in target:
+                continue  # the model has no such setting (e.g. no dropout)
+            target[key] = value
+            chosen.append(f"{section}.{key}={value}")
+    return chosen

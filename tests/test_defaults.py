@@ -1,0 +1,56 @@
+"""Settings for data nobody tuned: the rules of memrec.defaults, applied by run_config and
+`memrec train` without a frozen config; anything the user gives wins."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memrec.api import run_config
+from memrec.defaults import data_defaults
+
+
+@pytest.fixture
+def clicks(tmp_path):
+    """A CSV of 40 users with 6 items each: short sequences, few users."""
+    rows = "".join(f"u{u},i{(u * 7 + j) % 30},{j}\n" for u in range(40) for j in range(6))
+    path = tmp_path / "clicks.csv"
+    path.write_text("user,item,timestamp\n" + rows)
+    return path
+
+
+def test_the_rules_follow_the_statistics():
+    sparse = data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9})
+    dense = data_defaults({"users": 943, "interactions": 100_000, "avg_sequence_length": 106.0})
+    assert sparse == {"model_config": {"dropout": 0.5}, "train": {"batch_size": 256, "patience": 10, "eval_every": 2}}
+    assert dense == {"model_config": {"dropout": 0.2}, "train": {"batch_size": 64, "patience": 15, "eval_every": 1}}
+
+
+def test_no_model_gives_the_recommended_configuration_with_settings_from_the_data(clicks):
+    said = []
+    cfg = run_config(None, str(clicks), log=said.append)
+    assert (cfg.model, cfg.memory.neighbours.enabled) == ("sasrec", True)
+    assert (cfg.model_config.dropout, cfg.train.batch_size, cfg.train.patience) == (0.5, 64, 15)
+    assert "from the data's statistics" in said[0] and "dropout=0.5" in said[0]
+
+
+def test_what_the_user_gives_wins_over_the_rules(clicks):
+    cfg = run_config("gru4rec", str(clicks), overrides=["train.batch_size=8"], memory="off")
+    assert (cfg.model, cfg.train.batch_size, cfg.memory.neighbours.enabled, cfg.model_config.dropout) == ("gru4rec", 8, False, 0.5)
+    plain = run_config("gru4rec", str(clicks), frozen=False)  # --no-frozen: the built-in defaults alone
+    assert plain.train.batch_size == type(plain.train)().batch_size and plain.train.patience == type(plain.train)().patience
+
+
+def test_a_frozen_config_wins_over_the_rules():
+    cfg = run_config("sasrec", "beauty")  # the frozen config: no data loaded, its own settings
+    assert (cfg.model_config.dropout, cfg.train.batch_size, cfg.memory.neighbours.enabled) == (0.5, 256, False)
+    assert run_config(None, "beauty").memory.neighbours.enabled, "no model named: the recommended configuration"
+
+
+def test_memrec_train_without_a_model_trains_sasrec_with_the_neighbour_memory(clicks, tmp_path):
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "memrec", "train", "--dataset", str(clicks), "--output", str(out), "--train.epochs=1"],
+                   check=True, capture_output=True, text=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "sasrec"
+    assert metrics["neighbour_memory"]["entries"] > 0  # built, then used or switched off by validation
