@@ -71,7 +71,7 @@ class TrainConfig:
     num_negatives: int = 256  # negatives sampled per position (sampled_softmax only)
     sampler: str = "uniform"  # sampled_softmax's negatives: uniform | popularity (training counts + 1) | in_batch (the batch's other targets)
     logq: bool = True  # sampled_softmax: lower each candidate's logit by the log of its sampling probability (no effect for uniform)
-    train_windows: str = "all"  # all: every position of the history once; last: last max_len only
+    train_windows: str = "all"  # all: every position of the history once; last: last max_len only; prefixes: one sample per target, trained at its last position (BSARec's recipe)
     grad_clip: float | None = 5.0  # clip the gradient norm to this; None: no clipping
     patience: int = 20  # early stopping: epochs without a better validation NDCG@10
     eval_every: int = 1  # validate every this many epochs

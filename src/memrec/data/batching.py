@@ -1,4 +1,4 @@
-"""Batches for training (every position of a sequence at once) and for evaluation.
+"""Batches for training (every position of a sequence at once, or one target per prefix) and for evaluation.
 
 Sequences are right-padded with item 0: position t holds the t-th item of the window, so a causal
 model's output at t depends only on real items and never on padding.
@@ -19,6 +19,7 @@ class TrainBatch:
     inputs: torch.Tensor  # (B, L) item indices, right-padded with 0
     targets: torch.Tensor  # (B, L) next item at each position, 0 where there is none
     starts: torch.Tensor | None = None  # (B,) where inputs[:, 0] sits in the user's training sequence
+    last_only: bool = False  # each row has one target, at its last real position (``train_windows: prefixes``)
 
 
 @dataclass
@@ -31,21 +32,32 @@ class EvalBatch:
     seen_items: torch.Tensor  # (S,)
 
 
+WINDOW_MODES = ("all", "last", "prefixes")
+
+
 def training_windows(train: list[np.ndarray], max_len: int, mode: str = "all") -> list[tuple[int, int, np.ndarray]]:
     """Cut each training sequence into windows of at most ``max_len + 1`` items.
 
     ``all``: windows end at the last item and step back by ``max_len``, so every item after the first
     is a target exactly once per epoch. ``last``: only the last window (SASRec's original recipe).
+    ``prefixes``: one window per target, ending at it (the BSARec / FMLP-Rec recipe; train its last
+    position only, :class:`TrainBatches` with ``last_only``): every item after the first is a target
+    once per epoch, each in its own sample with its own dropout.
     Returns ``(user, start, window)`` triples, ``start`` being the window's offset in the sequence.
 
     Example:
         >>> [(start, w.tolist()) for _, start, w in training_windows([np.arange(1, 8)], max_len=3)]
         [(3, [4, 5, 6, 7]), (0, [1, 2, 3, 4])]
+        >>> [w.tolist() for _, _, w in training_windows([np.arange(1, 5)], max_len=2, mode="prefixes")]
+        [[1, 2], [1, 2, 3], [2, 3, 4]]
     """
-    if mode not in ("all", "last"):
-        raise ValueError(f"train_windows must be 'all' or 'last', got {mode!r}")
+    if mode not in WINDOW_MODES:
+        raise ValueError(f"train_windows must be one of {', '.join(WINDOW_MODES)}, got {mode!r}")
     windows = []
     for user, seq in enumerate(train):
+        if mode == "prefixes":
+            windows.extend((user, max(0, end - max_len - 1), seq[max(0, end - max_len - 1) : end]) for end in range(2, len(seq) + 1))
+            continue
         end = len(seq)
         while end >= 2:
             start = max(0, end - max_len - 1)
@@ -61,13 +73,15 @@ class TrainBatches:
 
     Windows of similar length are batched together (sorted inside chunks of 50 batches, then the
     batches are shuffled), which removes most padding without changing what each epoch contains.
+    With ``last_only`` each window's last item is its only target (``train_windows: prefixes``).
     """
 
-    def __init__(self, windows: list[tuple[int, int, np.ndarray]], batch_size: int):
+    def __init__(self, windows: list[tuple[int, int, np.ndarray]], batch_size: int, last_only: bool = False):
         if not windows:
             raise ValueError("no training windows: every training sequence has fewer than 2 items")
         self.windows = windows
         self.batch_size = batch_size
+        self.last_only = last_only
         self.lengths = np.array([len(w) for _, _, w in windows])
 
     def __len__(self) -> int:
@@ -94,8 +108,11 @@ class TrainBatches:
         for r, i in enumerate(rows):
             users[r], starts[r], w = self.windows[i]
             inputs[r, : len(w) - 1] = w[:-1]
-            targets[r, : len(w) - 1] = w[1:]
-        return TrainBatch(torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(starts))
+            if self.last_only:
+                targets[r, len(w) - 2] = w[-1]
+            else:
+                targets[r, : len(w) - 1] = w[1:]
+        return TrainBatch(torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(starts), self.last_only)
 
 
 def history_width(length: int, max_len: int) -> int:

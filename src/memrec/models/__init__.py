@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from memrec.errors import ConfigError
 from memrec.models.base import SequentialRecommender, masked_topk
+from memrec.models.bsarec import BSARec, BSARecConfig
 from memrec.models.gru4rec import GRU4Rec, GRU4RecConfig
 from memrec.models.memory_moe import MemoryMoEConfig, MemoryMoERec
 from memrec.models.ramrec import RAMRec, RAMRecConfig
 from memrec.models.sasrec import SASRec, SASRecConfig
 from memrec.models.ur4rec_moe import UR4RecConfig, UR4RecMoE
 
-MODELS: dict[str, type[SequentialRecommender]] = {m.name: m for m in (SASRec, GRU4Rec, RAMRec, UR4RecMoE, MemoryMoERec)}
+MODELS: dict[str, type[SequentialRecommender]] = {m.name: m for m in (SASRec, GRU4Rec, RAMRec, UR4RecMoE, MemoryMoERec, BSARec)}
 
 
 def model_class(name: str) -> type[SequentialRecommender]:
@@ -32,4 +33,4 @@ def build_model(name: str, num_items: int, max_len: int, config=None) -> Sequent
     return cls(num_items, max_len, config if config is not None else cls.config_class())
 
 
-__all__ = ["MODELS", "SequentialRecommender", "masked_topk", "SASRec", "SASRecConfig", "GRU4Rec", "GRU4RecConfig", "RAMRec", "RAMRecConfig", "UR4RecMoE", "UR4RecConfig", "MemoryMoERec", "MemoryMoEConfig", "build_model", "model_class"]
+__all__ = ["MODELS", "SequentialRecommender", "masked_topk", "SASRec", "SASRecConfig", "GRU4Rec", "GRU4RecConfig", "RAMRec", "RAMRecConfig", "UR4RecMoE", "UR4RecConfig", "MemoryMoERec", "MemoryMoEConfig", "BSARec", "BSARecConfig", "build_model", "model_class"]

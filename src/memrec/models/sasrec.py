@@ -7,8 +7,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from memrec.data.batching import TrainBatch
+from memrec.errors import ConfigError
 from memrec.models.base import SequentialRecommender
 from memrec.nn import CausalTransformer, Dropout
+
+POSITIONS = ("from_start", "from_end")
 
 
 @dataclass
@@ -19,10 +23,17 @@ class SASRecConfig:
     inner_size: int = 256
     dropout: float = 0.2
     init_std: float = 0.02
+    inner_dropout: float | None = None  # dropout on the feed-forward's hidden layer; None: the same as dropout (torch's TransformerEncoderLayer); 0: none (BSARec, RecBole)
+    positions: str = "from_start"  # from_start: position t of the window is embedding t; from_end: the last item is always embedding max_len - 1 (Kang's left-padded SASRec, BSARec)
 
     search_space: ClassVar[dict] = {  # what memrec tune searches (with the learning rate and weight decay)
         "hidden_size": [32, 64, 128], "num_layers": {"low": 1, "high": 3}, "dropout": {"low": 0.1, "high": 0.5},
+        "positions": ["from_start", "from_end"],
     }
+
+    def __post_init__(self):
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"model_config.positions: expected one of {', '.join(POSITIONS)}, got {self.positions!r}")
 
 
 class SASRec(SequentialRecommender):
@@ -45,7 +56,7 @@ class SASRec(SequentialRecommender):
         self.pos_emb = nn.Embedding(max_len, d)
         self.norm = nn.LayerNorm(d)
         self.dropout = Dropout(config.dropout)
-        self.encoder = CausalTransformer(d, config.num_heads, config.inner_size, config.num_layers, config.dropout)
+        self.encoder = CausalTransformer(d, config.num_heads, config.inner_size, config.num_layers, config.dropout, config.inner_dropout)
         self.apply(self._init)
 
     def _init(self, module: nn.Module) -> None:
@@ -57,8 +68,23 @@ class SASRec(SequentialRecommender):
             nn.init.zeros_(module.weight[module.padding_idx])
 
     def embed(self, items: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, d)
-        x = self.item_emb(items) + self.pos_emb.weight[: items.size(1)]
-        return self.dropout(self.norm(x))
+        return self.dropout(self.norm(self.item_emb(items) + self.positions(items)))
+
+    def positions(self, items: torch.Tensor) -> torch.Tensor:  # (B, L) right-padded -> (L, d) or (B, L, d)
+        if self.config.positions == "from_start":
+            return self.pos_emb.weight[: items.size(1)]
+        count = (items > 0).sum(1, keepdim=True)  # (B, 1) real items per row
+        index = torch.arange(items.size(1)) + (self.max_len - count)  # (B, L): the last real item at max_len - 1
+        return self.pos_emb(index.clamp_(0, self.max_len - 1))  # padding after the last item: never read causally
+
+    def loss(self, batch: TrainBatch, objective, writes: list | None = None) -> torch.Tensor:
+        """With one target per row (``train_windows: prefixes``) only each row's last position is encoded."""
+        if not batch.last_only:
+            return super().loss(batch, objective, writes)
+        self.check_items(batch.inputs)
+        last = (batch.inputs > 0).sum(1) - 1  # (B,) the target sits after the last input
+        hidden = self.encode_last(batch.inputs, last, batch.users)  # (B, d)
+        return objective(hidden, batch.targets[torch.arange(len(last)), last], self.item_embeddings())
 
     def encode_positions(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.embed(items))  # (B, L, d)

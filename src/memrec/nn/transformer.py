@@ -50,13 +50,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gel
     return y if residual is None else residual + y
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
-    """Causal attention (B, h, L, d/h) x 3 -> (B, h, L, d/h), with dropout on the attention weights."""
-    if dropout == 0.0:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float, real: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal attention (B, h, L, d/h) x 3 -> (B, h, L, d/h), with dropout on the attention weights.
+    ``real`` (B, L), for left-padded rows: keys where it is False are hidden from every other query."""
+    if dropout == 0.0 and real is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     length = q.size(2)
     future = torch.ones(length, length, dtype=torch.bool).triu_(1)  # (L, L): True above the diagonal
-    weights = (q @ k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).masked_fill_(future, float("-inf")).softmax(-1)  # (B, h, L, L)
+    hidden = future if real is None else future | ~(real[:, None, None, :] | torch.eye(length, dtype=torch.bool))  # (L, L) or (B, 1, L, L)
+    if dropout == 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=~hidden)
+    weights = (q @ k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).masked_fill_(hidden, float("-inf")).softmax(-1)  # (B, h, L, L)
     return (weights * dropout_mask(weights.shape, dropout)) @ v
 
 
@@ -76,11 +80,12 @@ class CausalSelfAttention(nn.Module):
     def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:  # (B, L, d), (B,) -> (B, d)
         return linear(self.mix_at(x, last), self.out.weight, self.out.bias)
 
-    def mix(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention-weighted values of every position, before the output projection: (B, L, d) -> (B, L, d)."""
+    def mix(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention-weighted values of every position, before the output projection: (B, L, d) -> (B, L, d).
+        ``real`` (B, L): which positions hold items, for left-padded rows (see :func:`causal_attention`)."""
         b, length, d = x.shape
         q, k, v = linear(x, self.qkv.weight, self.qkv.bias).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, d/h)
-        y = causal_attention(q, k, v, self.dropout if self.training else 0.0)
+        y = causal_attention(q, k, v, self.dropout if self.training else 0.0, real)
         return y.transpose(1, 2).reshape(b, length, d)
 
     def mix_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -91,15 +96,18 @@ class CausalSelfAttention(nn.Module):
         q = linear(query, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, h, 1, d // h)
         k, v = linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, length, 2, h, d // h).permute(2, 0, 3, 1, 4)
         visible = (torch.arange(length) <= last[:, None])[:, None, None, :]  # (B, 1, 1, L): keys 0..last
+        if self.training and self.dropout > 0:  # training on one position per row (train_windows: prefixes)
+            weights = (q @ k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).masked_fill_(~visible, float("-inf")).softmax(-1)  # (B, h, 1, L)
+            return ((weights * dropout_mask(weights.shape, self.dropout)) @ v).reshape(b, d)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=visible).reshape(b, d)  # (B, h, 1, d/h) -> (B, d)
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, heads: int, inner: int, dropout: float):
+    def __init__(self, d: int, heads: int, inner: int, dropout: float, inner_dropout: float | None = None):
         super().__init__()
         self.attn = CausalSelfAttention(d, heads, dropout)
         self.norm1 = nn.LayerNorm(d)
-        self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), Dropout(dropout), nn.Linear(inner, d))
+        self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), Dropout(dropout if inner_dropout is None else inner_dropout), nn.Linear(inner, d))
         self.norm2 = nn.LayerNorm(d)
         self.dropout = Dropout(dropout)
 
@@ -134,9 +142,9 @@ class CausalTransformer(nn.Module):
         True
     """
 
-    def __init__(self, d: int, heads: int, inner: int, layers: int, dropout: float):
+    def __init__(self, d: int, heads: int, inner: int, layers: int, dropout: float, inner_dropout: float | None = None):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d, heads, inner, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(d, heads, inner, dropout, inner_dropout) for _ in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, d)
         for block in self.blocks:

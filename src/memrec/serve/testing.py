@@ -104,6 +104,7 @@ def drop_prefix(kind: str, url: str, prefix: str) -> None:
 # ----------------------------------------------------------------------------- tiny checkpoints
 TINY = {
     "sasrec": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0},
+    "bsarec": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0},
     "gru4rec": {"embedding_size": 16, "hidden_size": 16, "dropout": 0.0},
     "ramrec": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "k_min": 1, "k_max": 4},
     "ur4rec-moe": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "inner_size": 32, "dropout": 0.0, "modalities": ["id"],

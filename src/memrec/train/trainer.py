@@ -69,7 +69,8 @@ class Trainer:
         t = config.train
         self.objective = make_objective(t.loss, t.num_negatives, t.sampler, t.logq, item_counts(split.train, model.num_items))
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        self.batches = TrainBatches(training_windows(split.train, config.data.max_len, t.train_windows), t.batch_size)
+        self.batches = TrainBatches(training_windows(split.train, config.data.max_len, t.train_windows), t.batch_size,
+                                    last_only=t.train_windows == "prefixes")
 
     def train_epoch(self, epoch: int) -> float:
         t = self.config.train
