@@ -4,49 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import types
 
 import numpy as np
 import pytest
 import torch
 
-from memrec.config import RunConfig
 from memrec.data import SequenceDataset
 from memrec.data.split import _eval_set
-from memrec.models import build_model
-from memrec.store.events import Event
 from memrec.stream import LeakError, StreamError, cut_dataset, replay
-from memrec.stream.policies import Frozen, Neighbours
-from memrec.stream.protocol import StreamEvent
-from memrec.train.checkpoint import save_checkpoint
+from memrec.errors import MemrecError
+from memrec.stream.policies import Frozen, Neighbours, make_policy
 from memrec.train.evaluate import rank_evalset
+
+from .conftest import ITEMS, toy_checkpoint, toy_stream
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
-ITEMS = [f"i{n}" for n in range(1, 13)]
-
-
-def toy_stream(seed: int = 0, n: int = 60):
-    """Six users with pasts, two newcomers, a stream with repeats of users and one unknown item."""
-    rng = np.random.default_rng(seed)
-    users = [f"u{k}" for k in range(6)]
-    before = {u: [Event(str(it), float(t)) for t, it in enumerate(rng.choice(ITEMS, 4, replace=False))] for u in users}
-    stream = [StreamEvent(str(rng.choice(users + ["new1", "new2"])), str(rng.choice(ITEMS)), 10.0 + t) for t in range(n)]
-    stream[7] = StreamEvent(stream[7].user, "unseen-item", stream[7].timestamp)
-    return before, stream
 
 
 def checkpoint(tmp_path, neighbours: bool):
-    torch.manual_seed(0)
-    model = build_model("gru4rec", len(ITEMS), 5).eval()
-    users = [f"u{k}" for k in range(6)]
-    if neighbours:
-        model.neighbours.build(torch.randn(12, 64), torch.randint(1, len(ITEMS) + 1, (12, 2)), torch.arange(12) % 6)
-        model.neighbours.set(k=4, temperature=0.3, weight=0.5)
-    ds = types.SimpleNamespace(item_ids=["[PAD]"] + ITEMS, user_ids=users, fingerprint=lambda: "toy")
-    path = tmp_path / ("nb.pt" if neighbours else "plain.pt")
-    save_checkpoint(path, model, RunConfig.from_dict({"model": "gru4rec", "data": {"max_len": 5}}), ds)
-    return path
+    return toy_checkpoint(tmp_path, neighbours)
 
 
 @pytest.mark.parametrize("neighbours", [False, True])
@@ -58,6 +35,49 @@ def test_batched_replay_equals_one_at_a_time(tmp_path, neighbours):
     assert batched.ranks.tolist() == single.ranks.tolist()
     if neighbours:  # the growing memory changed the ranks: the comparison is not vacuous
         assert batched.ranks.tolist() != replay(Frozen(path, before, stream), stream).ranks.tolist()
+
+
+CASES = [("frozen", "gru4rec", False), ("neighbours", "gru4rec", True), ("user-memory", "ur4rec-moe", False),
+         ("both", "ur4rec-moe", True), ("retrain", "gru4rec", False)]
+
+
+def run(name, path, before, stream, batch_size=256, sync_every=1):
+    policy = make_policy(name, path, before, stream, sync_every=sync_every, every_days=7 / 86400, epochs=1)  # retrain every 7 s of data time
+    try:
+        return replay(policy, stream, batch_size).ranks
+    finally:
+        policy.close()
+
+
+@pytest.mark.parametrize("name,model,neighbours", CASES)
+def test_no_ranking_reads_its_event_or_anything_after_it(tmp_path, name, model, neighbours):
+    """Every event after position j replaced (other users, other items): the ranks up to j are the same."""
+    path = toy_checkpoint(tmp_path, neighbours, model)
+    before, stream = toy_stream()
+    j = 30
+    changed = stream[:j + 1] + toy_stream(seed=5)[1][j + 1:]
+    ranks, other = run(name, path, before, stream, sync_every=3), run(name, path, before, changed, sync_every=3)
+    assert ranks[:j + 1].tolist() == other[:j + 1].tolist()
+    assert ranks[j + 1:].tolist() != other[j + 1:].tolist()  # the future did change what it ranks: the check is not vacuous
+
+
+def test_the_user_memory_learns_online_and_batches_like_one_at_a_time(tmp_path):
+    """user-memory and both: batched ranks equal one-at-a-time replay; the online memory changes the ranks
+    (user-memory vs frozen), and so does the neighbour memory on top (both vs user-memory)."""
+    before, stream = toy_stream()
+    plain, nb = toy_checkpoint(tmp_path, False, "ur4rec-moe"), toy_checkpoint(tmp_path, True, "ur4rec-moe")
+    memory = run("user-memory", plain, before, stream)
+    assert memory.tolist() == run("user-memory", plain, before, stream, batch_size=1).tolist()
+    assert memory.tolist() != run("frozen", plain, before, stream).tolist()
+    both = run("both", nb, before, stream, sync_every=3)
+    assert both.tolist() == run("both", nb, before, stream, batch_size=1, sync_every=3).tolist()
+    assert both.tolist() != run("user-memory", nb, before, stream).tolist()
+
+
+def test_user_memory_needs_a_model_that_keeps_one(tmp_path):
+    before, stream = toy_stream()
+    with pytest.raises(MemrecError, match="needs a model that keeps a per-user memory"):
+        make_policy("user-memory", toy_checkpoint(tmp_path, False), before, stream)
 
 
 class Peeking(Frozen):
@@ -85,14 +105,14 @@ def test_the_scored_event_is_never_in_the_log_or_memory_when_ranked(tmp_path):
 
     real, checked = protocol.rank_events, []
 
-    def spy(served, store, events):
-        for e in events:
-            log = store.history(e.user)
-            assert len(log) == len(before.get(e.user, [])) + sum(s.user == e.user for s in stream[:stream.index(e)])
-        scored = stream.index(events[0])
-        assert len(served.growing) <= scored  # at most one entry per event already scored
+    def spy(served, known, events):
+        first = sum(checked)  # the stream position of events[0]
+        for n, (k, e) in enumerate(zip(known, events)):
+            past = stream[:first + n]
+            assert [x.item for x in k.log] == [x.item for x in before.get(e.user, [])] + [s.item for s in past if s.user == e.user]
+        assert len(served.growing) <= first  # at most one entry per event already scored
         checked.append(len(events))
-        return real(served, store, events)
+        return real(served, known, events)
 
     protocol.rank_events = spy
     try:

@@ -4,14 +4,21 @@ Each policy owns a :class:`~memrec.serve.model.ServedModel` (loaded from the che
 the events before T) and an SQLite state store, the service's own (:class:`SQLiteStateStore`), that
 starts with every user's events before T (keys ``train-*``, as ``memrec serve`` imports them):
 
-- ``frozen``: the trained model as it is (a neighbour memory it was trained with stays as built);
-  it reads each user's growing log and learns nothing else;
+- ``frozen``: the trained model as it is (a neighbour memory it was trained with stays as built;
+  a per-user memory stays as the events before T left it); it reads each user's growing log and
+  learns nothing else;
+- ``user-memory``: a model that keeps a per-user memory (UR4Rec-MoE's GRU memory) folds each event
+  into its user's memory as the service does (:meth:`ServedModel.observe`, under the model's trigger:
+  every N events, drift or time), the memory kept in the store beside the log;
 - ``neighbours``: the neighbour memory grows online: every ``sync_every`` events the policy does what
   the service does before a ranking (:meth:`ServedModel.follow`), so each stream position becomes an
   entry other users find. Needs a model trained with ``--memory neighbours``;
+- ``both``: ``user-memory`` and ``neighbours`` together;
 - ``retrain``: no memory (the neighbour memory switched off); every ``every_days`` of data time the
   weights are trained further (warm start, ``epochs`` epochs of the usual trainer on every event so
-  far, items the checkpoint lacks still unknown), the reference for a team without memory.
+  far, items the checkpoint lacks still unknown), the reference for a team without memory. A per-user
+  memory is folded again from every log under the retrained weights (counted in the retraining
+  time) and frozen between retrainings.
 
 A user first seen after T is a user with an empty log: every policy ranks them from their own events
 (the neighbours policy gives them an owner index, so they never find their own entries).
@@ -19,6 +26,7 @@ A user first seen after T is a user with an empty log: every policy ranks them f
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -34,20 +42,31 @@ from memrec.store.events import Event
 from memrec.store.sqlite_events import SQLiteStateStore
 from memrec.train.checkpoint import load_checkpoint
 
-POLICIES = ("frozen", "neighbours", "retrain")
+POLICIES = ("frozen", "neighbours", "user-memory", "both", "retrain")
 DAY = 86400.0
 
 
 def _no_memory(_memory, _new):
-    return None  # these policies keep no per-user memory: the log alone
+    return None  # the stored memory (if any) is left as it is: the log alone grows
 
 
-def open_store(before: dict[str, list[Event]], version: str) -> SQLiteStateStore:
-    """A fresh SQLite state store (on tmpfs where there is one) holding each user's events before T."""
+def folding(served: ServedModel):
+    """The store's memory update for ``served``: fold the events it knows into the user's memory, as
+    ``POST /events`` does (:meth:`ServedModel.observe`); items unknown to the model are skipped."""
+    def apply(memory, new):
+        known = [e for e in new if e.item in served.index]
+        return served.observe(memory, known)[0] if known else memory
+    return apply if served.has_memory else _no_memory
+
+
+def open_store(before: dict[str, list[Event]], served: ServedModel) -> SQLiteStateStore:
+    """A fresh SQLite state store (on tmpfs where there is one) holding each user's events before T
+    (keys ``train-*``), folded into each user's memory for a model that keeps one, as
+    ``memrec serve --import-training-users`` does."""
     root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    store = SQLiteStateStore(Path(tempfile.mkdtemp(prefix="memrec-stream-", dir=root)) / "state.db", version)
+    store = SQLiteStateStore(Path(tempfile.mkdtemp(prefix="memrec-stream-", dir=root)) / "state.db", served.version)
     for user, events in before.items():
-        store.record(user, [Event(e.item, e.timestamp, key=f"train-{n}") for n, e in enumerate(events)], _no_memory)
+        store.record(user, [Event(e.item, e.timestamp, key=f"train-{n}") for n, e in enumerate(events)], folding(served))
     return store
 
 
@@ -55,18 +74,20 @@ class Frozen:
     """The trained model reading each user's growing log; nothing else changes."""
 
     name = "frozen"
+    learns_memory = False  # whether stream events update the per-user memory
 
     def __init__(self, checkpoint: str | Path, before: dict[str, list[Event]], stream):
         self.served = ServedModel.load(checkpoint)
-        if self.served.has_memory:
-            raise MemrecError(f"model {self.served.name!r} keeps a per-user memory: the stream protocol does not replay it yet")
-        self.store = open_store(before, self.served.version)
+        if self.learns_memory and not self.served.has_memory:
+            raise MemrecError(f"policy {self.name!r} needs a model that keeps a per-user memory (ur4rec-moe with use_memory); "
+                              f"{self.served.name!r} keeps none")
+        self.store = open_store(before, self.served)
         self.stream = stream
         self.retrain_seconds = 0.0
         self.applications = 0
 
     def observe(self, event) -> None:
-        self.store.record(event.user, [Event(event.item, event.timestamp)], _no_memory)
+        self.store.record(event.user, [Event(event.item, event.timestamp)], folding(self.served) if self.learns_memory else _no_memory)
 
     def due(self, i: int) -> bool:
         return False
@@ -74,8 +95,22 @@ class Frozen:
     def apply(self) -> None:
         self.applications += 1
 
+    def close(self) -> None:
+        """Remove the policy's store (a temporary folder)."""
+        self.store.close()
+        shutil.rmtree(Path(self.store.path).parent, ignore_errors=True)
+
     def describe(self) -> dict:
-        return {"neighbour_memory": self.served.model.neighbours.describe() if self.served.model.neighbours.active else "off"}
+        nb = self.served.model.neighbours
+        memory = {"user_memory": "updated online" if self.learns_memory else "as the events before T left it"} if self.served.has_memory else {}
+        return {"neighbour_memory": nb.describe() if nb.active else "off", **memory}
+
+
+class UserMemory(Frozen):
+    """Each event folded into its user's memory under the model's trigger (the service's event path)."""
+
+    name = "user-memory"
+    learns_memory = True
 
 
 class Neighbours(Frozen):
@@ -84,7 +119,7 @@ class Neighbours(Frozen):
 
     name = "neighbours"
 
-    def __init__(self, checkpoint, before, stream, sync_every: int = 50):
+    def __init__(self, checkpoint, before, stream, sync_every: int = 100):
         super().__init__(checkpoint, before, stream)
         self.forced = best_validation_setting(self.served, checkpoint)
         if self.served.growing is None:
@@ -103,6 +138,13 @@ class Neighbours(Frozen):
     def describe(self) -> dict:
         forced = {"forced": f"validation switched the memory off (gain within noise); its best validation setting is used: {self.forced}"} if self.forced else {}
         return {**super().describe(), **forced, "sync_every_events": self.sync_every, "online_entries": len(self.served.growing)}
+
+
+class Both(Neighbours):
+    """The per-user memory and the growing neighbour memory together."""
+
+    name = "both"
+    learns_memory = True
 
 
 def best_validation_setting(served, checkpoint) -> dict | None:
@@ -137,7 +179,7 @@ class Retrain(Frozen):
         self.trainable = ckpt.model
         self.trainable.neighbours.set(k=0, temperature=1.0, weight=0.0)  # no memory: its keys would go stale anyway
         self.served = self._serve()
-        self.store = open_store(before, self.served.version)
+        self.store = open_store(before, self.served)
         self.stream, self.every, self.epochs = stream, every_days * DAY, epochs
         self.start = stream[0].timestamp
         self.retrain_seconds, self.applications = 0.0, 0
@@ -166,6 +208,10 @@ class Retrain(Frozen):
             trainer.train_epoch(1000 * (self.applications + 1) + epoch)  # a fresh shuffle each retraining
         self.trainable.eval()
         self.served = self._serve()
+        if self.served.has_memory:  # the memories were folded by the old weights: fold every log again
+            old, self.store = self.store, open_store({u: self.store.history(u) for u in users}, self.served)
+            old.close()
+            shutil.rmtree(Path(old.path).parent, ignore_errors=True)
         self.applications += 1
         self.retrain_seconds += time.perf_counter() - tic
 
@@ -173,15 +219,17 @@ class Retrain(Frozen):
         return {"neighbour_memory": "off", "every_days": self.every / DAY, "epochs": self.epochs, "retrainings": self.applications}
 
 
-def make_policy(name: str, checkpoint, before, stream, sync_every: int = 50, every_days: float = 7.0, epochs: int = 2):
+def make_policy(name: str, checkpoint, before, stream, sync_every: int = 100, every_days: float = 7.0, epochs: int = 2):
     if name == "frozen":
         return Frozen(checkpoint, before, stream)
     if name == "neighbours":
         return Neighbours(checkpoint, before, stream, sync_every)
+    if name == "user-memory":
+        return UserMemory(checkpoint, before, stream)
+    if name == "both":
+        return Both(checkpoint, before, stream, sync_every)
     if name == "retrain":
         return Retrain(checkpoint, before, stream, every_days, epochs)
-    if name == "user-memory":
-        raise MemrecError("policy 'user-memory' (UR4Rec-MoE's per-user memory with its triggers) is not implemented yet")
     raise MemrecError(f"unknown policy {name!r}: expected some of {', '.join(POLICIES)}")
 
 

@@ -12,14 +12,16 @@ the user's whole history masked (a repeat of a seen item is a miss), ties pessim
 whose item the model does not know (first seen after T) cannot be ranked: it counts as a miss and
 is flagged, never dropped.
 
-Events of different users between two applications of a policy are ranked in one batch; each row's
-score does not depend on the batch (:func:`~memrec.train.evaluate.padded_scores`), so the ranks are
-those of one-at-a-time replay (``batch_size=1``).
+The events between two applications of a policy (a sync of the neighbour memory, a retraining) are
+ranked in one batch, each from what its user's log and memory held just before it (a user's
+consecutive events included); each row's score does not depend on the batch
+(:func:`~memrec.train.evaluate.padded_scores`), so the ranks are those of one-at-a-time replay
+(``batch_size=1``).
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ import torch
 from memrec.data.batching import make_eval_batch
 from memrec.errors import MemrecError
 from memrec.store.events import Event
-from memrec.train.evaluate import padded_scores, rank_targets
+from memrec.train.evaluate import MIN_ROWS, padded_scores, rank_targets
 
 
 class StreamError(MemrecError, ValueError):
@@ -119,23 +121,68 @@ class Replay:
     apply_seconds: float
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the system knows of a user just before one of their events: their log and stored memory
+    (None for a model without one), read from the policy's store before the event is applied."""
+
+    user: str
+    log: list[Event]
+    memory: object | None  # memrec.memory.user_memory.UserMemory
+
+
+def served_scores(served, batch, states: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores (B, N + 1) as :meth:`ServedModel.recommend` computes them (``model.serve_scores`` with each
+    row's stored memory, ``states`` (B, D), for a model that keeps one), padded like
+    :func:`~memrec.train.evaluate.padded_scores` so every row's scores do not depend on the batch."""
+    if not served.has_memory:
+        return padded_scores(served.model, batch)
+    n = len(batch.targets)
+    if n < MIN_ROWS:
+        extra = MIN_ROWS - n
+        batch = replace(batch, users=torch.cat([batch.users, batch.users[:1].expand(extra)]),
+                        history=torch.cat([batch.history, batch.history.new_zeros(extra, batch.history.size(1))]),
+                        lengths=torch.cat([batch.lengths, batch.lengths.new_zeros(extra)]))
+        states = torch.cat([states, states[:1].expand(extra, -1)])
+    return served.model.serve_scores(batch, states)[0][:n]
+
+
 @torch.inference_mode()
-def rank_events(served, store, events: list[StreamEvent]) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks of ``events`` (distinct users) under ``served`` reading each user's log in ``store``, as
-    :meth:`ServedModel.recommend` scores them (known items of the log, the user's owner index)."""
-    known = np.array([e.item in served.index for e in events])
-    logs = [store.history(e.user) for e in events]
-    seen = [np.array([served.index[x.item] for x in log if x.item in served.index], dtype=np.int64) for log in logs]
+def rank_events(served, known: list[Known], events: list[StreamEvent]) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of ``events`` under ``served``, each read with what was known just before it (``known``:
+    the log and memory, as :meth:`ServedModel.recommend` reads them: known items of the log, the
+    user's owner index, the stored memory or a new one)."""
+    is_known = np.array([e.item in served.index for e in events])
+    seen = [np.array([served.index[x.item] for x in k.log if x.item in served.index], dtype=np.int64) for k in known]
     users = np.array([served.users.get(e.user, served.newcomers.get(e.user, -1)) for e in events])
     targets = np.array([served.index.get(e.item, 1) for e in events])  # an unknown item: any column, overwritten below
     batch = make_eval_batch(users, seen, targets, served.max_len)
-    ranks = rank_targets(padded_scores(served.model, batch), batch).numpy()
-    return np.where(known, ranks, served.num_items), ~known
+    states = None
+    if served.has_memory:
+        states = torch.from_numpy(np.stack([(k.memory or served.cell.new_memory()).vector for k in known]))  # (B, D)
+    ranks = rank_targets(served_scores(served, batch, states), batch).numpy()
+    return np.where(is_known, ranks, served.num_items), ~is_known
+
+
+def _past(policy, user: str, scored: int) -> list[Event]:
+    """The user's log in the policy's store, which must hold exactly ``scored`` events (else LeakError)."""
+    log = policy.store.history(user)
+    if len(log) != scored:
+        raise LeakError(f"policy {policy.name!r} held an event of user {user!r} before it was scored")
+    return log
 
 
 def replay(policy, stream: list[StreamEvent], batch_size: int = 256) -> Replay:
     """Test, then learn, for every event of ``stream`` in order. ``policy`` has ``served``, ``store``,
-    ``observe(event)`` (append it to the log), ``due(i)`` (apply after event i?) and ``apply()``.
+    ``observe(event)`` (append it to the log, update the user's memory), ``due(i)`` (apply after event
+    i?) and ``apply()`` (what changes the model or the shared memory: a sync, a retraining).
+
+    The events between two applications are ranked in one batch. Before the batch, each of its users'
+    logs is read from the store and checked to hold exactly the events already scored (else
+    :class:`LeakError`); before event i is applied, its user's stored memory is read; event i is
+    ranked from those (:class:`Known`: the log read plus the batch's earlier events of that user,
+    which the store then holds too). Nothing else a ranking reads changes within a batch (``apply``
+    runs after it), so the ranks are those of one-at-a-time replay (``batch_size=1``).
 
     Example:
         >>> from memrec.stream.policies import _toy_policy
@@ -152,22 +199,30 @@ def replay(policy, stream: list[StreamEvent], batch_size: int = 256) -> Replay:
     rank_seconds = apply_seconds = 0.0
     i = 0
     while i < n:
-        rows, users = [i], {stream[i].user}
-        while (len(rows) < batch_size and rows[-1] + 1 < n and not policy.due(rows[-1])
-               and stream[rows[-1] + 1].user not in users):
+        rows = [i]
+        while len(rows) < batch_size and rows[-1] + 1 < n and not policy.due(rows[-1]):
             rows.append(rows[-1] + 1)
-            users.add(stream[rows[-1]].user)
-        events = [stream[j] for j in rows]
         tic = time.perf_counter()
-        for e in events:  # what the policy holds for these users must be the past only
-            if len(policy.store.history(e.user)) != logged[e.user]:
-                raise LeakError(f"policy {policy.name!r} held an event of user {e.user!r} before it was scored")
-        ranks[rows], new_item[rows] = rank_events(policy.served, policy.store, events)
+        logs = {user: _past(policy, user, logged[user]) for user in dict.fromkeys(stream[j].user for j in rows)}
+        rank_seconds += time.perf_counter() - tic
+        known = []
+        for j in rows:
+            e = stream[j]
+            tic = time.perf_counter()
+            memory = policy.store.get(e.user) if policy.served.has_memory else None  # the stored memory, before e
+            known.append(Known(e.user, list(logs[e.user]), memory))
+            rank_seconds += time.perf_counter() - tic
+            tic = time.perf_counter()
+            policy.observe(e)
+            logs[e.user].append(Event(e.item, e.timestamp))  # the store's log now: the past and e
+            logged[e.user] += 1
+            apply_seconds += time.perf_counter() - tic
+        tic = time.perf_counter()
+        for user in logs:  # the batch's events are in, and nothing after them
+            _past(policy, user, logged[user])
+        ranks[rows], new_item[rows] = rank_events(policy.served, known, [stream[j] for j in rows])
         rank_seconds += time.perf_counter() - tic
         tic = time.perf_counter()
-        for e in events:
-            policy.observe(e)
-            logged[e.user] += 1
         if policy.due(rows[-1]):
             policy.apply()
         apply_seconds += time.perf_counter() - tic

@@ -58,24 +58,36 @@ def write_report(report: dict, folder: Path, json_path: Path | None = None) -> P
     return plot(report, folder / "stream.png")
 
 
+def _mean_std(x) -> tuple[float, float]:
+    """A figure of one run (a float) or of several seeds ({mean, std}) as (mean, std)."""
+    return (x["mean"], x["std"] or 0.0) if isinstance(x, dict) else (x, 0.0)
+
+
 def plot(report: dict, path: Path) -> Path:
+    """NDCG@10 per bucket, one line per policy; a report over seeds (figures as {mean, std}, its seeds
+    under ``seeds``) draws the mean and a band of ± one std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for name, result in report["policies"].items():
-        values = [b[f"ndcg@{K}"] for b in result["buckets"]]
-        ax.plot(range(1, len(values) + 1), values, marker="o", label=f"{name} ({result['all'][f'ndcg@{K}']:.4f} overall)")
+        means, stds = np.array([_mean_std(b[f"ndcg@{K}"]) for b in result["buckets"]]).T
+        x = np.arange(1, len(means) + 1)
+        ax.plot(x, means, marker="o", label=f"{name} ({_mean_std(result['all'][f'ndcg@{K}'])[0]:.4f} overall)")
+        if stds.any():
+            ax.fill_between(x, means - stds, means + stds, alpha=0.15)
     first = next(iter(report["policies"].values()))["buckets"]
     ax.set_xticks(range(1, len(first) + 1), [b["from"][:10] for b in first], rotation=45, ha="right", fontsize=8)
     ax.set_xlabel("time bucket (equal numbers of events; first event's date)")
+    seeds = f", mean ± std over seeds {', '.join(map(str, report['seeds']))}" if "seeds" in report else ""
     ax.set_ylabel(f"NDCG@{K}")
-    ax.set_title(f"{report['model']} on {report['dataset']}: stream after T = {report['cut']['date']} ({report['stream']['events']:,} events)")
+    ax.set_title(f"{report['model']} on {report['dataset']}: stream after T = {report['cut']['date']} "
+                 f"({report['stream']['events']:,} events{seeds})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -38,7 +38,7 @@ def train_before_cut(model: str, dataset: str, before: dict, folder: Path, memor
 
 def run_stream(model: str = "sasrec", dataset: str = "ml-100k", output: str | Path = "runs/stream", *, cut: float | str = 0.8,
                policies: Iterable[str] = POLICIES, memory: str | None = "neighbours", data_dir: str | None = None,
-               overrides: Iterable[str] = (), checkpoint: str | Path | None = None, sync_every: int = 50, retrain_days: float = 7.0,
+               overrides: Iterable[str] = (), checkpoint: str | Path | None = None, sync_every: int = 100, retrain_days: float = 7.0,
                retrain_epochs: int = 2, buckets: int = 10, batch_size: int = 256, json_path: str | Path | None = None,
                log: Callable = print) -> dict:
     """The stream protocol end to end; writes ``report.json`` and ``stream.png`` to ``output``.
@@ -75,7 +75,10 @@ def run_stream(model: str = "sasrec", dataset: str = "ml-100k", output: str | Pa
             report["policies_not_run"] = {**report.get("policies_not_run", {}), name: str(e)}
             log(f"{name}: not run: {e}")
             continue
-        result = replay(policy, c.stream, batch_size)
+        try:
+            result = replay(policy, c.stream, batch_size)
+        finally:
+            policy.close()
         stream_seconds = result.rank_seconds + result.apply_seconds - policy.retrain_seconds
         entry = policy_report(result.ranks, result.new_item, new_user, stamps, buckets)
         entry["settings"] = policy.describe()
