@@ -3,7 +3,8 @@
 The folder receives: ``config.yaml`` (the full config), ``metrics.json``, ``checkpoint.pt`` (best
 validation weights), ``curve.png`` (training loss and validation NDCG@10 per epoch, best epoch marked),
 ``test_ranks.npz`` (each test user's target rank, for per-user tests in ``memrec compare``),
-``results.txt`` (the printed table) and ``tensorboard/`` logs.
+``results.txt`` (the printed table) and ``tensorboard/`` logs. Under torchrun every rank trains and
+evaluates its share (:mod:`memrec.train.distributed`) and rank 0 alone writes the folder and logs.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from memrec.memory.neighbours import build_neighbours
 from memrec.models import build_model
 from memrec.runtime import keep_freed_memory
 from memrec.train.checkpoint import save_checkpoint
-from memrec.train.evaluate import evaluate, metrics_from_ranks, rank_evalset
+from memrec.train.distributed import Group
+from memrec.train.evaluate import metrics_from_ranks
 from memrec.train.report import format_table, metrics_rows, plot_training
 from memrec.train.trainer import Trainer, seed_everything
 
@@ -64,12 +66,19 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
         >>> metrics["epochs"], sorted(metrics["test"])[:2]
         (1, ['hit@10', 'hit@20'])
     """
+    group = Group.from_env()  # torchrun's ranks, else one process
+    if not group.is_main:
+        log, progress = (lambda *_: None), False  # rank 0 speaks for the run
     with bars.switched(progress):  # every bar of the run: training, evaluation, memory build
-        return _train_and_evaluate(config, output_dir, log, overwrite)
+        group.start()
+        try:
+            return _train_and_evaluate(config, output_dir, log, overwrite, group)
+        finally:
+            group.stop()
 
 
-def _train_and_evaluate(config: RunConfig, output_dir: str | Path, log, overwrite: bool) -> dict:
-    out = check_output(output_dir, overwrite)
+def _train_and_evaluate(config: RunConfig, output_dir: str | Path, log, overwrite: bool, group: Group) -> dict:
+    out = check_output(output_dir, overwrite) if group.is_main else Path(output_dir)
     torch.set_num_threads(config.train.threads)
     keep_freed_memory()
     seed_everything(config.train.seed)
@@ -79,21 +88,24 @@ def _train_and_evaluate(config: RunConfig, output_dir: str | Path, log, overwrit
     log(f"protocol: {split.protocol}; {len(split.valid)} validation and {len(split.test)} test users; full ranking over {ds.num_items} items")
     model = build_model(config.model, ds.num_items, config.data.max_len, config.model_config)
     model.prepare(ds, split)
-    out.mkdir(parents=True, exist_ok=True)  # everything checked: from here on the folder is this run's
-    shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a replaced run's curves would mix with this one's
-    config.save(out / "config.yaml")
-    writer = _tensorboard(out / "tensorboard")
-    trainer = Trainer(model, split, config, writer=writer)
+    writer = None
+    if group.is_main:
+        out.mkdir(parents=True, exist_ok=True)  # everything checked: from here on the folder is this run's
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a replaced run's curves would mix with this one's
+        config.save(out / "config.yaml")
+        writer = _tensorboard(out / "tensorboard")
+    trainer = Trainer(model, split, config, writer=writer, group=group)
     result = trainer.fit(log=log)
     if writer is not None:
         writer.close()
 
     t = config.train
     chosen_after_training = model.after_training(split, config.data.max_len, t.eval_batch_size, log)
+    # every rank builds the same neighbour memory from the same weights (not sharded), for the sharded evaluation below
     chosen_after_training |= build_neighbours(model, split, config.data.max_len, config.memory.neighbours, t.eval_batch_size, log)
-    valid = evaluate(model, split.valid, config.data.max_len, t.eval_batch_size, t.metric_ks)
+    valid = group.evaluate(model, split.valid, config.data.max_len, t.eval_batch_size, t.metric_ks)
     tic = time.perf_counter()
-    test_ranks = rank_evalset(model, split.test, config.data.max_len, t.eval_batch_size)
+    test_ranks = group.rank_evalset(model, split.test, config.data.max_len, t.eval_batch_size)
     test = metrics_from_ranks(test_ranks, t.metric_ks)
     eval_seconds = time.perf_counter() - tic
 
@@ -114,8 +126,11 @@ def _train_and_evaluate(config: RunConfig, output_dir: str | Path, log, overwrit
         **chosen_after_training,
         "curve": [{"epoch": r.epoch, "loss": r.loss, "train_seconds": r.train_seconds, "valid": r.valid} for r in result.history],
         "threads": t.threads,
+        "processes": group.world,
         "torch": torch.__version__,
     }
+    if not group.is_main:
+        return metrics
     save_checkpoint(out / "checkpoint.pt", model, config, ds)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     np.savez_compressed(out / "test_ranks.npz", users=split.test.users, targets=split.test.targets, ranks=test_ranks.astype(np.int32))

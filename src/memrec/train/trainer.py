@@ -13,7 +13,7 @@ from memrec.config import RunConfig
 from memrec.data.batching import TrainBatches, training_windows
 from memrec.data.split import Split
 from memrec.models import SequentialRecommender
-from memrec.train.evaluate import evaluate
+from memrec.train.distributed import Group
 from memrec.train.losses import item_counts, make_objective
 
 SELECT_METRIC = "ndcg@10"
@@ -60,8 +60,10 @@ class Trainer:
         2
     """
 
-    def __init__(self, model: SequentialRecommender, split: Split, config: RunConfig, writer=None, progress: bool | None = None):
+    def __init__(self, model: SequentialRecommender, split: Split, config: RunConfig, writer=None, progress: bool | None = None,
+                 group: Group | None = None):
         self.model = model
+        self.group = group or Group()  # the ranks of a torchrun run (memrec.train.distributed); one process by default
         self.split = split
         self.config = config
         self.writer = writer  # a TensorBoard SummaryWriter, or None
@@ -69,18 +71,20 @@ class Trainer:
         t = config.train
         self.objective = make_objective(t.loss, t.num_negatives, t.sampler, t.logq, item_counts(split.train, model.num_items))
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.step = self.group.wrap(model)  # (batch, objective, writes) -> loss; through DDP when distributed
         self.batches = TrainBatches(training_windows(split.train, config.data.max_len, t.train_windows), t.batch_size,
                                     last_only=t.train_windows == "prefixes")
 
     def train_epoch(self, epoch: int) -> float:
         t = self.config.train
         self.model.train()
-        torch.manual_seed(t.seed * 100_003 + epoch)
+        torch.manual_seed(t.seed * 100_003 + epoch + self.group.rank)
         losses = []
-        with progress.bar(len(self.batches), f"epoch {epoch}", "batch", self.progress) as bar:
-            for batch in self.batches.epoch(t.seed * 100_003 + epoch):
+        with progress.bar(-(-len(self.batches) // self.group.world), f"epoch {epoch}", "batch", self.progress) as bar:
+            for batch in self.group.epoch_batches(self.batches, t.seed * 100_003 + epoch):
                 writes = []
-                loss = self.model.loss(batch, self.objective, writes)
+                loss = self.step(batch, self.objective, writes)
+                self.group.check_writes(self.model, writes)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr or set train.grad_clip")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -92,12 +96,12 @@ class Trainer:
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
                 bar.update()
-        return float(np.mean(losses))
+        return self.group.mean(losses)
 
     def validate(self) -> dict[str, float]:
         t = self.config.train
         with progress.switched(self.progress):
-            return evaluate(self.model, self.split.valid, self.config.data.max_len, t.eval_batch_size, t.metric_ks)
+            return self.group.evaluate(self.model, self.split.valid, self.config.data.max_len, t.eval_batch_size, t.metric_ks)
 
     def fit(self, log=print, on_validation=None) -> TrainResult:
         """Train until early stopping; ``on_validation(epoch, validation NDCG@10)`` hears every validation
@@ -111,6 +115,8 @@ class Trainer:
             try:
                 loss = self.train_epoch(epoch)
             except KeyboardInterrupt:  # Ctrl-C (SIGINT): keep the best weights so far and go on to the test
+                if self.group.world > 1:
+                    raise  # ranks stop at different steps: their collectives would no longer match
                 result.stopped_because = f"interrupted during epoch {epoch}"
                 break
             record = EpochRecord(epoch, loss, time.perf_counter() - tic)
@@ -132,7 +138,7 @@ class Trainer:
             if since_best >= t.patience:
                 result.stopped_because = f"no better validation {SELECT_METRIC} for {t.patience} epochs"
                 break
-            if t.max_minutes is not None and time.perf_counter() - started > 60 * t.max_minutes:
+            if t.max_minutes is not None and self.group.agree(time.perf_counter() - started > 60 * t.max_minutes):
                 result.stopped_because = f"time limit of {t.max_minutes} minutes"
                 break
         else:
