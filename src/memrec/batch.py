@@ -20,6 +20,7 @@ import numpy as np
 
 from memrec import progress
 from memrec.errors import MemrecError
+from memrec.memory.item_search import ITEMS, SearchConfig, approximate_search
 
 FORMATS = ("parquet", "csv")
 
@@ -32,8 +33,11 @@ def output_format(path: Path, format: str | None) -> str:  # noqa: A002
     return chosen
 
 
-def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, format: str | None = None, log=print) -> dict:  # noqa: A002
+def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, format: str | None = None, log=print,  # noqa: A002
+                  search: SearchConfig = ITEMS) -> dict:
     """Write every user's top ``k`` to ``output``; returns users, rows, seconds and users per second.
+    A catalogue that ``search`` searches approximately (by default from 10^6 items) is ranked through
+    an item index (:mod:`memrec.memory.item_search`) where the model's scores are dot products.
 
     Example:
         >>> import tempfile, pyarrow.parquet as pq
@@ -56,6 +60,9 @@ def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, forma
     parts = out.with_name(out.name + ".parts")
     manifest = {"checkpoint": str(rec.path or ""), "fingerprint": rec.checkpoint.fingerprint, "k": k, "chunk": chunk,
                 "users": rec.dataset.num_users, "memory": rec.memory}
+    index = approximate_search(rec.model, search)  # None: every item scored exactly
+    if index is not None:
+        manifest["index"] = index.backend
     _start_or_resume(parts, manifest)
     ds, max_len = rec.dataset, rec.config.data.max_len
     starts = range(0, ds.num_users, chunk)
@@ -66,7 +73,8 @@ def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, forma
             rows = np.arange(start, min(start + chunk, ds.num_users))
             if not part.exists():
                 batch = make_eval_batch(rows, [ds.sequences[u] for u in rows], np.zeros(len(rows), dtype=np.int64), max_len)
-                top, scores = rec.model.recommend(batch, k=k)  # (B, k') each
+                found = index.recommend(rec.model, batch, k) if index is not None else None
+                top, scores = found if found is not None else rec.model.recommend(batch, k=k)  # (B, k') each
                 width = top.size(1)
                 table = pa.table({"user": pa.array(np.repeat([ds.user_ids[u] for u in rows], width)),
                                   "rank": pa.array(np.tile(np.arange(1, width + 1, dtype=np.int32), len(rows))),

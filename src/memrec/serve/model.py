@@ -33,6 +33,7 @@ from memrec.data import load_dataset
 from memrec.data.batching import make_eval_batch
 from memrec.errors import MemrecError
 from memrec.memory.growing import GrowingNeighbours
+from memrec.memory.item_search import approximate_search
 from memrec.memory.user_memory import UserMemory
 from memrec.models import masked_topk
 from memrec.store.events import Event
@@ -77,6 +78,7 @@ class ServedModel:
         self.table = table
         model.item_embeddings = lambda: table  # the weights never change while serving: compute once
         self.cell = model.user_memory_cell()  # the per-user memory kept in the store, or None
+        self.search = approximate_search(model) if self.cell is None else None  # from 10^6 items: top-k through an item index
         self.version = model.memory_version() if self.cell is not None else HISTORY_ONLY
         # a neighbour memory in use grows with the logs in the store (follow): other users find each new position
         self.growing = GrowingNeighbours(model) if model.neighbours.active else None
@@ -176,8 +178,11 @@ class ServedModel:
         seen = np.array([self.index[e.item] for e in history if e.item in self.index], dtype=np.int64)
         batch = make_eval_batch(np.array([self.users.get(user, self.newcomers.get(user, -1))]), [seen], np.array([0]), self.max_len)
         state = torch.from_numpy((memory or self.cell.new_memory()).vector)[None] if self.cell is not None else None  # (1, D)
-        scores, routing = self.model.serve_scores(batch, state)  # (1, N + 1)
-        indices, values = masked_topk(scores.clone(), k, (batch.seen_rows, batch.seen_items))  # the whole history
+        found, routing = self.search.recommend(self.model, batch, k) if self.search is not None else None, None  # None: scored exactly
+        if found is None:
+            scores, routing = self.model.serve_scores(batch, state)  # (1, N + 1)
+            found = masked_topk(scores.clone(), k, (batch.seen_rows, batch.seen_items))  # the whole history
+        indices, values = found
         items = [self.item_ids[i] for i in indices[0].tolist()]
         return Recommendation(items, [round(float(s), 6) for s in values[0].tolist()], routing,
                               memory_stats(memory, self.cell) if self.has_memory else None)
