@@ -149,6 +149,15 @@ def _recommend_all(args) -> None:
     print(json.dumps(report, indent=2))
 
 
+def cmd_export(args, extra) -> None:
+    from memrec.export import export_format, export_run
+
+    _require_positive("--check-users", args.check_users)
+    export_format(Path(args.output), args.format)  # a bad suffix or format is refused before the model is loaded
+    report = export_run(args.run, args.output, args.format, users=args.check_users, data_dir=args.data_dir)
+    print(json.dumps(report, indent=2))
+
+
 def cmd_config(args, extra) -> None:
     from memrec.api import run_config
     from memrec.config import describe
@@ -294,6 +303,13 @@ def make_parser() -> argparse.ArgumentParser:
             p.add_argument("--format", choices=("parquet", "csv"), help="with --all: the output format (default: from --output's suffix)")
             p.add_argument("--chunk", type=int, default=2048, help="with --all: users ranked at once (memory grows with it)")
 
+    p = sub.add_parser("export", help="the model's scorer (encoder and item table) as ONNX or torch.export, checked against eager scores (docs/scale.md)")
+    p.add_argument("run", help="a run folder of `memrec train`, or its checkpoint.pt")
+    p.add_argument("--output", required=True, help="the file to write: .onnx or .pt2 (item ids and shapes go to OUTPUT.json)")
+    p.add_argument("--format", choices=("onnx", "torch"), help="onnx (needs memrec[export]) or torch (torch.export) (default: from --output's suffix)")
+    p.add_argument("--check-users", type=int, default=256, help="test users whose exported scores are compared with eager ones")
+    p.add_argument("--data-dir", help="folder holding the registered data sets (default: where the checkpoint's data was read, else $MEMREC_DATA_DIR)")
+
     p = sub.add_parser("compare", help="one table and one chart over several run folders")
     p.add_argument("runs", nargs="+", help="run folders of `memrec train`")
     p.add_argument("--chart", help="PNG path for the validation curves (one panel per data set)")
@@ -361,7 +377,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "compare": cmd_compare, "config": cmd_config,
-            "serve": cmd_serve, "stream": cmd_stream, "tune": cmd_tune}
+            "serve": cmd_serve, "stream": cmd_stream, "tune": cmd_tune, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
