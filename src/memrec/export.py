@@ -102,17 +102,22 @@ def load_exported(path: Path, format: str):
 
 def check_export(model: SequentialRecommender, run, evalset, max_len: int, users: int = 256, seed: int = 0) -> dict:
     """Compare the exported ``run`` with eager ``model.score_all`` (memory off) on ``users`` sampled test
-    users: the largest score difference, and whether each user's top 10 (history excluded) is the same."""
+    users: the largest score difference, the share of users whose top 10 (history excluded) is
+    identical, and whether every top 10 is the same up to items tied within the tolerance."""
     rows = np.sort(np.random.default_rng(seed).choice(len(evalset), size=min(users, len(evalset)), replace=False))
     batch = make_eval_batch(evalset.users[rows], [evalset.histories[i] for i in rows], evalset.targets[rows], max_len)
     with torch.inference_mode():
         eager = model.score_all(batch)  # (B, N + 1)
     exported = torch.from_numpy(run(batch.history.numpy(), batch.lengths.numpy()))
     seen = (batch.seen_rows, batch.seen_items)
-    top_eager, top_exported = _top10(eager, seen), _top10(exported, seen)
+    top_eager, top_exported = _top10(eager, seen), _top10(exported, seen)  # (B, 10) each
     diff = float((exported - eager).abs().max())
-    return {"users": len(rows), "max_abs_diff": diff, "tolerance": TOLERANCE, "top10_equal": bool(torch.equal(top_eager, top_exported)),
-            "equal": diff <= TOLERANCE and bool(torch.equal(top_eager, top_exported))}
+    # items may swap places where eager scores differ by less than the rounding: the exported top 10
+    # must hold items whose eager scores are those of eager's top 10, within the tolerance
+    swapped = (eager.gather(1, top_exported) - eager.gather(1, top_eager)).abs().max()
+    same = (top_eager == top_exported).all(dim=1)  # (B,)
+    return {"users": len(rows), "max_abs_diff": diff, "tolerance": TOLERANCE, "top10_identical_users": float(same.float().mean()),
+            "top10_equal": bool(swapped <= TOLERANCE), "equal": diff <= TOLERANCE and bool(swapped <= TOLERANCE)}
 
 
 def _top10(scores: torch.Tensor, seen) -> torch.Tensor:  # (B, N + 1) -> (B, 10) item indices, history excluded
