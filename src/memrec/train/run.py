@@ -71,10 +71,9 @@ def train_and_evaluate(config: RunConfig, output_dir: str | Path, log=print, pro
         log, progress = (lambda *_: None), False  # rank 0 speaks for the run
     with bars.switched(progress):  # every bar of the run: training, evaluation, memory build
         group.start()
-        try:
-            return _train_and_evaluate(config, output_dir, log, overwrite, group)
-        finally:
-            group.stop()
+        metrics = _train_and_evaluate(config, output_dir, log, overwrite, group)
+        group.stop()  # not after an error: that rank exits at once, and torchrun stops the others
+        return metrics
 
 
 def _train_and_evaluate(config: RunConfig, output_dir: str | Path, log, overwrite: bool, group: Group) -> dict:
