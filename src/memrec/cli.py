@@ -348,7 +348,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="ml-100k", help="a data set with timestamps")
     p.add_argument("--data-dir", help="where registered data sets are looked for (else $MEMREC_DATA_DIR)")
     p.add_argument("--cut", default="0.8", help="T: a quantile of the time line in (0, 1), a date YYYY-MM-DD or a timestamp")
-    p.add_argument("--policies", default="frozen,neighbours,retrain", help="comma-separated: frozen, neighbours, user-memory, both, retrain")
+    p.add_argument("--policies", default="frozen,neighbours,retrain", help="comma-separated: frozen, plain, neighbours, user-memory, both, retrain")
     p.add_argument("--memory", default="neighbours", choices=("neighbours", "off"), help="train with the neighbour memory")
     p.add_argument("--checkpoint", help="a model already trained on the events before the same cut (skips training)")
     p.add_argument("--sync-every", type=int, default=100, help="neighbours: the memory takes in new events every this many events")

@@ -7,6 +7,8 @@ starts with every user's events before T (keys ``train-*``, as ``memrec serve`` 
 - ``frozen``: the trained model as it is (a neighbour memory it was trained with stays as built;
   a per-user memory stays as the events before T left it); it reads each user's growing log and
   learns nothing else;
+- ``plain``: ``frozen`` with the neighbour memory switched off (the weights alone: what ``retrain``
+  starts from);
 - ``user-memory``: a model that keeps a per-user memory (UR4Rec-MoE's GRU memory) folds each event
   into its user's memory as the service does (:meth:`ServedModel.observe`, under the model's trigger:
   every N events, drift or time), the memory kept in the store beside the log;
@@ -42,7 +44,7 @@ from memrec.store.events import Event
 from memrec.store.sqlite_events import SQLiteStateStore
 from memrec.train.checkpoint import load_checkpoint
 
-POLICIES = ("frozen", "neighbours", "user-memory", "both", "retrain")
+POLICIES = ("frozen", "plain", "neighbours", "user-memory", "both", "retrain")
 DAY = 86400.0
 
 
@@ -104,6 +106,18 @@ class Frozen:
         nb = self.served.model.neighbours
         memory = {"user_memory": "updated online" if self.learns_memory else "as the events before T left it"} if self.served.has_memory else {}
         return {"neighbour_memory": nb.describe() if nb.active else "off", **memory}
+
+
+class Plain(Frozen):
+    """The trained weights with the neighbour memory switched off, reading each user's growing log."""
+
+    name = "plain"
+
+    def __init__(self, checkpoint, before, stream):
+        super().__init__(checkpoint, before, stream)
+        self.served.model.neighbours.set(k=0, temperature=1.0, weight=0.0)
+        self.served.model.neighbours.attach_online(None)
+        self.served.growing = None
 
 
 class UserMemory(Frozen):
@@ -224,6 +238,8 @@ def make_policy(name: str, checkpoint, before, stream, sync_every: int = 100, ev
         return Frozen(checkpoint, before, stream)
     if name == "neighbours":
         return Neighbours(checkpoint, before, stream, sync_every)
+    if name == "plain":
+        return Plain(checkpoint, before, stream)
     if name == "user-memory":
         return UserMemory(checkpoint, before, stream)
     if name == "both":
