@@ -17,7 +17,9 @@ def test_build_ask_evaluate(small_scientific, shared_data, tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert answer["user"] == user and len(answer["items"]) == 5
     assert all(m["user"] == user for m in answer["memories"]) and len(answer["memories"]) <= 3
-    assert set(answer["timings"]) == {"memory", "llm", "items"}
+    assert set(answer["timings_ms"]) == {"memory", "llm", "items"}
+    assert {"MPC", "MRC", "about_user", "aspects"} <= set(answer) and answer["about_user"].endswith(".")
+    assert all("/>" not in i["text"] and not i["text"].startswith("Industrial & Scientific") for i in answer["items"])
 
     out = tmp_path / "eval.json"
     assert main(["assist", "evaluate", "--memory", str(memory), "--tallrec", str(shared_data / "tallrec-movie" / "test.json"),
@@ -27,6 +29,16 @@ def test_build_ask_evaluate(small_scientific, shared_data, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert set(result["scientific"]["settings"]) == {"none", "naive", "static", "hierarchical"}
     assert result["scientific"]["queries"] == 12 and result["tallrec"]["examples"] == 40
+    per_answer = result["scientific"]["settings"]["hierarchical"]["per_answer"]
+    assert len(per_answer) == 12 and {"qid", "rank", "MPC", "MRC", "memories_used"} <= set(per_answer[0])
+
+    # vague requests (the top-level category only) for the same users and targets, from the same memory
+    assert main(["assist", "evaluate", "--memory", str(memory), "--tallrec", "none", "--request-detail", "top", "--settings", "none,hierarchical",
+                 "-k", "1", "--json", str(out)]) == 0
+    assert "Request detail: top" in capsys.readouterr().out
+    vague = json.loads(out.read_text())
+    assert vague["request_detail"] == "top" and vague["k_memory"] == 1 and set(vague["scientific"]["settings"]) == {"none", "hierarchical"}
+    assert [a["qid"] for a in vague["scientific"]["settings"]["none"]["per_answer"]] == [a["qid"] for a in per_answer]
 
 
 def test_unknown_user_and_bad_arguments_are_clear_errors(small_scientific, tmp_path, capsys):

@@ -85,3 +85,22 @@ def test_own_template_words_are_never_added_to_the_profile():
     added = set(terms(answer.ideal_item_profile.split("From memory:")[1]))
     assert "beaker" in added or "pyrex" in added
     assert not added & {"records", "typical", "buys", "mostly"}, added
+
+
+def test_aspects_are_chosen_for_the_request_by_co_occurrence_in_the_catalogue():
+    catalogue = ["digital caliper stainless 6 inch", "digital caliper lcd", "digital thermometer", "infrared thermometer gun non-contact",
+                 "infrared gun", "steel ruler", "glass beaker", "nitrile gloves", "latex gloves", "tape measure"]
+    catalogue += [f"spare part number {n}" for n in range(20)]  # so that "caliper" is not generic
+    r = DeterministicReasoner(documents=catalogue, scenarios=["Test, Measure & Inspect"])
+    aspects = ["infrared", "gun", "digital", "stainless"]
+    assert r.select_aspects("a caliper for my workshop", aspects) == ["digital"]  # not the thermometer gun's
+    assert r.select_aspects("a beaker", aspects) == []  # nothing in the scenario fits: none rather than the strongest
+    assert r.select_aspects("Can you recommend an item from test, measure & inspect?", aspects) == ["infrared", "gun", "digital"]
+
+
+def test_patterns_and_aspects_leave_out_model_numbers_and_size_codes():
+    r = DeterministicReasoner()
+    pattern = r.summarize_patterns("Electrical", ["22AWG 10-HS22K6-25 crimp terminals kit", "3M crimp terminals 1400pcs"])
+    assert "crimp" in pattern and "3m" in pattern and not any(code in pattern for code in ("22awg", "10-hs22k6-25", "1400pcs"))
+    aspects = r.extract_aspects("Electrical", ["wire"] * 3, ["22awg copper wire", "22awg copper wire", "copper wire"], ["steel wire", "iron rod"])
+    assert "copper" in aspects and "22awg" not in aspects

@@ -174,3 +174,23 @@ def test_grpo_runs_real_steps_on_smollm2_and_logs_the_reward_curve(sci_catalog, 
     assert summary["max_weight_change"] > 0  # the policy was updated
     assert len({s["reward"] for s in steps}) > 1 or len({s["loss"] for s in steps}) > 1
     assert (tmp_path / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_strict_reward_on_compact_answers_counts_numbered_citations(toy_catalog):
+    prefill = '{"useful_memory_ids": ['
+    cited, uncited, stopped = '1], "ideal_item_profile": "beaker"}', '], "ideal_item_profile": "beaker"}', "1, 2]}"
+    terms = reward_terms([cited, uncited, stopped], ["b"] * 3, [["1", "2"]] * 3, toy_catalog, partial_credit=False, prefills=[prefill] * 3)
+    assert [(t.format, t.memory, t.well_formed) for t in terms] == [(1.0, 1.0, True), (1.0, 0.0, True), (0.0, 0.0, False)]
+    assert [t.total() for t in terms] == [pytest.approx(10.2), pytest.approx(10.1), 0.0]  # a malformed answer earns nothing
+
+
+def test_top_layers_only_leaves_the_rest_frozen():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from memrec.assist.grpo import top_layers_only
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=4, num_attention_heads=2))
+    trained = {n.split(".")[2] if n.startswith("model.layers.") else n for n, p in top_layers_only(model, 2).named_parameters() if p.requires_grad}
+    assert trained == {"2", "3", "model.norm.weight"}
+    with pytest.raises(ConfigError, match="between 1 and 4"):
+        top_layers_only(model, 5)

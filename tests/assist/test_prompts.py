@@ -130,3 +130,36 @@ def test_free_text_tasks_fall_back_and_count_empty_answers():
     assert dict(reasoner.malformed) == {"patterns": 1, "profile": 1, "aspects": 1}
     assert sum(reasoner.calls.values()) == 5
     assert "- Kimax flask" in reasoner.generator.seen[0][1]["content"]
+
+
+# ----------------------------------------------------------------------------- the compact answer format
+def test_the_compact_prompt_numbers_the_memories_and_answers_cite_them_by_number():
+    messages = ideal_profile_messages("a beaker for boiling water", ["material"], MEMORIES, task="ideal_profile_compact")
+    assert "1: " + MEMORIES[0].text[:40] in messages[-2]["content"] and "Memory numbers you may cite: 1, 2" in messages[-2]["content"]
+    assert MEMORIES[0].id not in messages[-2]["content"]  # long ids cost tokens; numbers do not
+    assert messages[-1] == {"role": "assistant", "content": '{"useful_memory_ids": ['}
+    aliases = {"1": MEMORIES[0].id, "2": MEMORIES[1].id}
+    answer = parse_ideal_profile('{"useful_memory_ids": [2, "1"], "ideal_item_profile": "a Pyrex beaker"}', set(), aliases)
+    assert answer.useful_memory_ids == [MEMORIES[1].id, MEMORIES[0].id]
+    with pytest.raises(MalformedAnswerError, match="not offered"):
+        parse_ideal_profile('{"useful_memory_ids": [3], "ideal_item_profile": "a beaker"}', set(), aliases)
+
+
+def test_the_reasoner_with_the_compact_prompt_maps_numbers_to_ids_and_repairs_a_cut_profile():
+    class Scripted:
+        name = "scripted"
+
+        def __init__(self):
+            self.texts = ['{"useful_memory_ids": [1], "ideal_item_profile": "a Pyrex beaker"}',
+                          '{"useful_memory_ids": [2], "ideal_item_profile": "a borosilicate beak',  # cut by the token limit
+                          '{"useful_memory_ids": [1, 2]}']  # stopped after the list: no profile, malformed
+
+        def generate(self, conversations, max_new_tokens=256, temperature=0.0):
+            return [self.texts.pop(0) for _ in conversations]
+
+    reasoner = LLMReasoner(Scripted(), profile_prompt="ideal_profile_compact")
+    answers = [reasoner.ideal_item_profile("a beaker", [], MEMORIES) for _ in range(3)]
+    assert answers[0].useful_memory_ids == [MEMORIES[0].id] and not answers[0].repaired
+    assert answers[1].repaired and answers[1].ideal_item_profile == "a borosilicate beak" and answers[1].useful_memory_ids == [MEMORIES[1].id]
+    assert not answers[2].well_formed and reasoner.malformed["ideal_profile"] == 1
+    assert reasoner.versions["ideal_profile"] == "ideal_profile_compact/1"

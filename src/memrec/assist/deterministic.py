@@ -78,13 +78,16 @@ class DeterministicConfig:
     # "always", or "never".
     category_match: str = "vague"
     skip_codes: bool = False  # terms with a digit (model numbers, sizes: "dw4524", "0-150") are never added from memory
+    max_code_length: int = 3  # patterns and aspects never use a term with a digit longer than this ("3m", "3d" stay; "22awg", "541-786-21" go)
+    min_aspect_lift: float = 2.0  # a request with informative words keeps the aspects this much more frequent among the items sharing its words
 
 
 class DeterministicReasoner:
     """A :class:`memrec.assist.types.Reasoner` made of term statistics (no LLM, no randomness).
 
     ``documents`` (e.g. every catalogue text) give the inverse document frequencies that weight terms;
-    without them every term weighs the same and none counts as generic.
+    without them every term weighs the same and none counts as generic. ``scenarios`` (the scenario names,
+    e.g. the top-level categories): a request whose informative words all name a scenario is vague.
 
     Example:
         >>> r = DeterministicReasoner(documents=["red glass beaker", "blue glass flask", "steel ruler"])
@@ -97,13 +100,29 @@ class DeterministicReasoner:
 
     name = "deterministic"
 
-    def __init__(self, config: DeterministicConfig = DeterministicConfig(), documents: list[str] | None = None):
+    def __init__(self, config: DeterministicConfig = DeterministicConfig(), documents: list[str] | None = None, scenarios=()):
         self.config = config
+        self.scenario_words = {w for s in scenarios for w in terms(s)}  # a request naming only a scenario is vague
         self.df: Counter = Counter()
         self.num_documents = 0
-        for text in documents or []:
-            self.df.update(set(terms(text)))
+        self.postings: dict[str, set[int]] = {}  # term -> the documents holding it (aspect selection by co-occurrence)
+        for i, text in enumerate(documents or []):
+            words = set(terms(text))
+            self.df.update(words)
+            for w in words:
+                self.postings.setdefault(w, set()).add(i)
             self.num_documents += 1
+
+    def readable(self, term: str) -> bool:
+        """Whether a term can name a preference or an aspect: not a model number or size code ("22awg",
+        "541-786-21"), not a two-letter fragment.
+
+        Example:
+            >>> r = DeterministicReasoner()
+            >>> [t for t in ["3m", "22awg", "541-786-21", "nitrile", "3d"] if r.readable(t)]
+            ['3m', 'nitrile', '3d']
+        """
+        return len(term) > 1 and not (_CODE.search(term) and len(term) > self.config.max_code_length)
 
     # ------------------------------------------------------------------ weights
     def idf(self, term: str) -> float:
@@ -122,7 +141,7 @@ class DeterministicReasoner:
     def summarize_patterns(self, category: str, records: list[str]) -> str:
         if not records:
             return f"{category} (0 records)"
-        docs = [terms(r) for r in records]
+        docs = [[t for t in terms(r) if self.readable(t)] for r in records]
         counts = Counter(t for d in docs for t in set(d))
         weight = {t: c * self.idf(t) for t, c in counts.items()}
         top = sorted(weight, key=lambda t: (-weight[t], t))[: self.config.pattern_terms]
@@ -152,7 +171,7 @@ class DeterministicReasoner:
         n_pos, n_neg = max(len(positives), 1), max(len(negatives), 1)
         scored = []
         for t, y_p in pos.items():
-            if y_p < 2:
+            if y_p < 2 or not self.readable(t) or len(t) < 3:
                 continue
             y_n = neg.get(t, 0)
             a = 0.5 + 0.5 * (y_p + y_n) / (n_pos + n_neg)  # informative prior, at least 0.5 per class
@@ -163,10 +182,27 @@ class DeterministicReasoner:
         return [t for _, t in sorted(scored)[: self.config.max_aspects]]
 
     def select_aspects(self, request: str, aspects: list[str]) -> list[str]:
+        """The aspects that share a word with the request; else, when the request has informative words, the
+        aspects that co-occur with them in the catalogue (at least ``min_aspect_lift`` times their base rate:
+        "caliper" keeps "digital", not "infrared"), possibly none; a request with no informative word (a
+        category alone) gets the scenario's strongest aspects."""
         wanted = set(terms(request))
         hits = [a for a in aspects if wanted & set(terms(a))]
-        chosen = hits or aspects  # none shares a word: the scenario's strongest aspects
-        return chosen[: self.config.select_aspects]
+        if hits:
+            return hits[: self.config.select_aspects]
+        key = self.informative(wanted) - self.scenario_words
+        docs = set().union(*(self.postings.get(w, set()) for w in key)) if key and self.postings else set()
+        if not docs:  # a vague request, or no catalogue to judge by: the scenario's strongest aspects
+            return aspects[: self.config.select_aspects] if not key or not self.postings else []
+        lifts = []
+        for rank, a in enumerate(aspects):
+            holding = set().union(*(self.postings.get(w, set()) for w in terms(a)))
+            together = len(docs & holding)
+            if together >= 2 and holding:
+                lift = (together / len(docs)) / (len(holding) / self.num_documents)
+                if lift >= self.config.min_aspect_lift:
+                    lifts.append((-lift, rank, a))
+        return [a for _, _, a in sorted(lifts)[: self.config.select_aspects]]
 
     # ------------------------------------------------------------------ query time
     def ideal_item_profile(self, request: str, aspects: list[str], memories: list[MemoryChunk]) -> ProfileAnswer:

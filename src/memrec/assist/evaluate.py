@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from memrec.assist.catalog import CachedEncoder, ItemCatalog
 from memrec.assist.memory import MemoryConfig, MemoryIndex, build_memory
-from memrec.assist.metrics import auc, efficiency, mean_defined, ndcg_at, overlap_share, recall_at
+from memrec.assist.metrics import answer_contribution, auc, efficiency, mean_defined, ndcg_at, overlap_share, recall_at
 from memrec.assist.pipeline import DEFAULT_K_MEMORY, SETTINGS, Assistant
 from memrec.assist.queries import QuerySet, load_tallrec, scientific_queries
 from memrec.assist.types import MemoryChunk, Query, Reasoner
@@ -92,8 +92,9 @@ def evaluate_setting(assistant: Assistant, queries: list[Query]) -> dict:
     out |= {f"N@{k}": ndcg_at(ranks, k) for k in CUTOFFS}
     used = [[m.text for m in a.used_memories] for a in answers]
     targets = [catalog.text_of(q.target) for q in queries]
-    out["MPC"] = mean_defined([overlap_share(u, a.profile.ideal_item_profile) for u, a in zip(used, answers)])
-    out["MRC"] = mean_defined([overlap_share(u, t) for u, t in zip(used, targets)])
+    contributions = [answer_contribution(a, [t]) for a, t in zip(answers, targets)]  # heuristic MPC / MRC per answer
+    out["MPC"] = mean_defined([c["MPC"] for c in contributions])
+    out["MRC"] = mean_defined([c["MRC"] for c in contributions])
     out["MRC_global"] = mean_defined([overlap_share(a.aspects, t) for a, t in zip(answers, targets)])
     out["memory_use"] = sum(1 for u in used if u) / max(len(answers), 1)
     out["memory_tokens"] = sum(a.memory_tokens for a in answers) / max(len(answers), 1)
@@ -103,6 +104,8 @@ def evaluate_setting(assistant: Assistant, queries: list[Query]) -> dict:
     for part in ("memory", "llm", "items"):
         out[f"time_{part}_ms"] = 1000 * sum(a.timings[part] for a in answers) / max(len(answers), 1)
     out["queries"] = len(answers)
+    out["per_answer"] = [{"qid": q.qid, "rank": int(r), "memories_shown": len(a.memories), "memories_used": len(u), **c,
+                          "well_formed": a.profile.well_formed} for q, a, r, u, c in zip(queries, answers, ranks.tolist(), used, contributions)]
     return out
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from memrec.assist.llm_reasoner import MalformedAnswerError, ideal_profile_messages, parse_ideal_profile
+from memrec.assist.llm_reasoner import MalformedAnswerError, ideal_profile_messages, memory_numbers, parse_ideal_profile
 from memrec.assist.types import prefill_of
 from memrec.encoders.common import require
 from memrec.errors import ConfigError
@@ -122,8 +122,8 @@ def format_credit(text: str, memory_ids, partial_credit: bool = True):
         >>> format_credit('{"ideal_item_profile": "x", "useful_memory_ids": ["m1"', ["m1"], partial_credit=False)[:2]
         (0.0, 0.0)
     """
-    try:
-        answer = parse_ideal_profile(text, set(memory_ids))
+    try:  # a compact answer cites memories by number (its offered ids are "1", "2", ...): 2 and "2" both count
+        answer = parse_ideal_profile(text, set(memory_ids), {str(m): str(m) for m in memory_ids})
         return 1.0, float(bool(answer.useful_memory_ids)), answer
     except MalformedAnswerError:
         if not partial_credit:
@@ -182,8 +182,9 @@ class RLExample:
 
     messages: list[dict[str, str]]
     target: str
-    memory_ids: list[str] = field(default_factory=list)
+    memory_ids: list[str] = field(default_factory=list)  # the ids the answer may cite, as the prompt shows them
     exclude: list[str] = field(default_factory=list)
+    request: str = ""  # the request itself: the profile a malformed answer falls back to at inference
 
     @property
     def prefill(self) -> str:
@@ -208,14 +209,16 @@ def rl_dataset_rows(examples: list[RLExample], tokenizer) -> list[dict]:
     return rows
 
 
-def rl_examples(assistant, queries, prompts_dir: str | None = None) -> list[RLExample]:
-    """One :class:`RLExample` per query, with the aspects and memories the assistant's context step picks."""
+def rl_examples(assistant, queries, prompts_dir: str | None = None, prompt: str = "ideal_profile") -> list[RLExample]:
+    """One :class:`RLExample` per query, with the aspects and memories the assistant's context step picks.
+    ``prompt="ideal_profile_compact"``: memories numbered and cited by number (the ids offered are "1", "2", ...)."""
     examples = []
     for query in queries:
         aspects, memories = assistant.context(query)
-        messages = ideal_profile_messages(query.text, list(aspects), list(memories), prompts_dir)
+        messages = ideal_profile_messages(query.text, list(aspects), list(memories), prompts_dir, prompt)
         history = list(query.history) if getattr(assistant, "exclude_history", True) else []
-        examples.append(RLExample(messages, query.target, [m.id for m in memories], history))
+        ids = list(memory_numbers(memories)) if prompt != "ideal_profile" else [m.id for m in memories]
+        examples.append(RLExample(messages, query.target, ids, history, query.text))
     return examples
 
 
@@ -251,6 +254,7 @@ class RLConfig:
     gradient_checkpointing: bool = False  # recompute activations: less memory for 3B+ models, slower steps
     seed: int = 42
     save_model: bool = True
+    train_layers: int = 0  # > 0: train only the top N decoder layers and the final norm (CPU: a cheaper backward pass); 0: all weights
 
     def __post_init__(self):
         if isinstance(self.weights, dict):
@@ -287,6 +291,27 @@ def _trainer_config(config: RLConfig, output: Path, device: str):
         vllm_mode="colocate", vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         gradient_checkpointing=config.gradient_checkpointing, model_init_kwargs={"dtype": "bfloat16" if gpu else "float32"}, disable_tqdm=True,
     )
+
+
+def top_layers_only(model, layers: int):
+    """Freeze every weight of a Hugging Face decoder except its top ``layers`` blocks and the final norm; returns the model.
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=3, num_attention_heads=2)
+        >>> m = top_layers_only(transformers.LlamaForCausalLM(cfg), 1)
+        >>> [n for n, p in m.named_parameters() if p.requires_grad][0]
+        'model.layers.2.self_attn.q_proj.weight'
+    """
+    blocks = model.model.layers
+    if not 0 < layers <= len(blocks):
+        raise ConfigError(f"train_layers must be between 1 and {len(blocks)} (the model's decoder layers), got {layers}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in [*blocks[-layers:], model.model.norm]:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    return model
 
 
 def _weight_sample(model) -> list[torch.Tensor]:
@@ -330,8 +355,10 @@ def train_rl(config: RLConfig, examples: list[RLExample], catalog, output: str |
                 steps.append({"step": state.global_step, "seconds": round(time.perf_counter() - clock["start"], 2),
                               **{k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}})
 
-    trainer = trl.GRPOTrainer(model=str(folder), reward_funcs=[mrrec_reward], args=_trainer_config(config, output, device),
-                              train_dataset=dataset, callbacks=[StepLog()])
+    policy = str(folder) if config.train_layers <= 0 else top_layers_only(
+        transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), config.train_layers)
+    trainer = trl.GRPOTrainer(model=policy, reward_funcs=[mrrec_reward], args=_trainer_config(config, output, device),
+                              train_dataset=dataset, callbacks=[StepLog()], processing_class=tokenizer)
     before = _weight_sample(trainer.model)
     clock["start"] = time.perf_counter()
     trainer.train()
@@ -384,7 +411,7 @@ def plot_rewards(steps: list[dict], path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- Scientific training requests and the CLI
-def scientific_rl_queries(ds, split, queryset) -> list:
+def scientific_rl_queries(ds, split, queryset, detail: str = "path") -> list:
     """Training requests for the users of a Scientific query set, aimed at their *validation* item.
 
     The evaluated requests aim at each user's test item; GRPO trains on requests written the same way
@@ -406,7 +433,7 @@ def scientific_rl_queries(ds, split, queryset) -> list:
         if doc is None or not doc.top or target in query.history:
             continue
         qid = f"rl-{query.user}"
-        out.append(Query(qid, query.user, request_for(doc, qid), doc.top, target, query.history, synthetic=True))
+        out.append(Query(qid, query.user, request_for(doc, qid, detail), doc.top, target, query.history, synthetic=True))
     return out
 
 

@@ -151,9 +151,13 @@ def bullets(items, limit: int = 20, width: int = 400) -> str:
     return "\n".join(f"- {str(i)[:width]}" for i in items) if items else "- (none)"
 
 
-def ideal_profile_messages(request: str, aspects: list[str], memories: list[MemoryChunk], folder: str | None = None) -> list[dict[str, str]]:
+def ideal_profile_messages(request: str, aspects: list[str], memories: list[MemoryChunk], folder: str | None = None,
+                           task: str = "ideal_profile") -> list[dict[str, str]]:
     """The chat messages that ask for the ideal item profile (the prompt GRPO trains on), ending with the
     assistant prefill (``{"ideal_item_profile": "`` and the profile's first words) that the model continues.
+    ``task="ideal_profile_compact"``: the compact format (memories numbered 1..k and cited by number, the id
+    list first, a sentence of at most 12 words; prefill ``{"useful_memory_ids": [``), which a well-formed answer
+    fits in within 32 new tokens.
 
     Example:
         >>> m = ideal_profile_messages("a glass beaker", ["material"], [MemoryChunk("u1/record/0", "u1", "record", "Lab", "Pyrex beaker")])
@@ -164,8 +168,19 @@ def ideal_profile_messages(request: str, aspects: list[str], memories: list[Memo
     """
     memory_lines = "\n".join(f"- {m.id}: {m.text[:400]}" for m in memories) or "- (none)"
     ids = ", ".join(json.dumps(m.id) for m in memories) or "(none: cite [])"
-    return load_prompt("ideal_profile", folder).render(request=request, aspects=", ".join(aspects) or "(none)",
-                                                       memories=memory_lines, memory_ids=ids)
+    numbered = "\n".join(f"{n}: {m.text[:120]}" for n, m in memory_numbers(memories).items()) or "(none)"
+    return load_prompt(task, folder).render(request=request, aspects=", ".join(aspects) or "(none)", memories=memory_lines, memory_ids=ids,
+                                            numbered_memories=numbered, memory_numbers=", ".join(memory_numbers(memories)) or "(none: cite [])")
+
+
+def memory_numbers(memories: list[MemoryChunk]) -> dict[str, MemoryChunk]:
+    """The memories numbered from 1 as a compact prompt shows them (``1: text``) and an answer may cite them.
+
+    Example:
+        >>> list(memory_numbers([MemoryChunk("u1/record/0", "u1", "record", "Lab", "Pyrex beaker")]).items())[0][0]
+        '1'
+    """
+    return {str(n): m for n, m in enumerate(memories, start=1)}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -192,12 +207,15 @@ def first_json(text: str, kind: type = dict):
     return None
 
 
-def parse_ideal_profile(text: str, known_ids) -> ProfileAnswer:
+def parse_ideal_profile(text: str, known_ids, aliases: dict[str, str] | None = None) -> ProfileAnswer:
     """A strict reading of an ideal-profile answer; :class:`MalformedAnswerError` says what is wrong.
+    ``aliases`` (a compact prompt's memory numbers -> ids) lets the answer cite a memory by its number.
 
     Example:
         >>> parse_ideal_profile('{"ideal_item_profile": "Pyrex beaker", "useful_memory_ids": ["m1"]}', {"m1"}).useful_memory_ids
         ['m1']
+        >>> parse_ideal_profile('{"useful_memory_ids": [2], "ideal_item_profile": "a beaker"}', set(), {"1": "u/a", "2": "u/b"}).useful_memory_ids
+        ['u/b']
         >>> try:
         ...     parse_ideal_profile('{"ideal_item_profile": "x", "useful_memory_ids": ["m9"]}', {"m1"})
         ... except MalformedAnswerError as e:
@@ -210,24 +228,29 @@ def parse_ideal_profile(text: str, known_ids) -> ProfileAnswer:
     profile, ids = obj.get("ideal_item_profile"), obj.get("useful_memory_ids")
     if not isinstance(profile, str) or not profile.strip():
         raise MalformedAnswerError("ideal_item_profile is missing or not a non-empty string")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+    numbered = aliases is not None
+    if not isinstance(ids, list) or not all(isinstance(i, str) or (numbered and type(i) is int) for i in ids):
         raise MalformedAnswerError("useful_memory_ids is missing or not a list of string ids")
+    if numbered:  # a compact answer cites memories by number: 2 or "2" -> the id of the second memory shown
+        ids = [aliases.get(str(i), str(i)) for i in ids]
+        known_ids = set(known_ids) | set(aliases.values())
     unknown = [i for i in ids if i not in known_ids]
     if unknown:
         raise MalformedAnswerError(f"useful_memory_ids cites ids that were not offered: {unknown[:5]}")
     return ProfileAnswer(profile.strip(), list(dict.fromkeys(ids)), text, True)
 
 
-_ANSWER_START = re.compile(r'\s*\{\s*"ideal_item_profile"\s*:\s*"')
+_ANSWER_START = re.compile(r'\s*\{\s*"(?:ideal_item_profile"\s*:\s*"|useful_memory_ids"\s*:\s*\[)')
 # what closes a cut-off answer, by where it was cut: after the id list, inside it, after the colon, after the
 # key, after the comma, after the profile string, inside it (shortest first: the least added wins)
-_CLOSERS = ("}", "]}", " []}", ": []}", ' "useful_memory_ids": []}', ', "useful_memory_ids": []}', '", "useful_memory_ids": []}')
+_CLOSERS = ("}", '"}', "]}", " []}", ": []}", ' "useful_memory_ids": []}', ', "useful_memory_ids": []}', '", "useful_memory_ids": []}')
 
 
-def repair_ideal_profile(text: str, known_ids) -> ProfileAnswer | None:
+def repair_ideal_profile(text: str, known_ids, aliases: dict[str, str] | None = None) -> ProfileAnswer | None:
     """A *truncated* ideal-profile answer closed into a well-formed one, or None when it cannot honestly be.
 
-    Only an answer that starts like the answer format (``{"ideal_item_profile": "``) is repaired, and only
+    Only an answer that starts like the answer format (``{"ideal_item_profile": "``, or the compact
+    ``{"useful_memory_ids": [``, whose cut-off profile string is closed with ``"}``) is repaired, and only
     in two cases. (1) It holds no complete JSON object: the open string / id list / object is closed (a
     trailing comma, a dangling backslash, or a trailing partial id or key without spaces is dropped first),
     and ``"useful_memory_ids": []`` is added when the list was never reached. (2) Its first object has the
@@ -266,7 +289,7 @@ def repair_ideal_profile(text: str, known_ids) -> ProfileAnswer | None:
             if (variant + closer).count('"useful_memory_ids"') > 1:  # a duplicate key would hide the cited ids
                 continue
             try:
-                answer = parse_ideal_profile(variant + closer, known_ids)
+                answer = parse_ideal_profile(variant + closer, known_ids, aliases)
             except MalformedAnswerError:
                 continue
             return ProfileAnswer(answer.ideal_item_profile, answer.useful_memory_ids, text, True, repaired=True)
@@ -326,7 +349,7 @@ class LLMReasoner:
     """
 
     def __init__(self, generator: TextGenerator, max_new_tokens: int = 256, temperature: float = 0.0,
-                 prompts_dir: str | None = None, max_items: int = 20, repair: bool = True):
+                 prompts_dir: str | None = None, max_items: int = 20, repair: bool = True, profile_prompt: str = "ideal_profile"):
         self.generator = generator
         self.name = f"llm:{generator.name}"
         self.max_new_tokens = max_new_tokens
@@ -338,7 +361,8 @@ class LLMReasoner:
         self.repaired: Counter[str] = Counter()  # cut-off answers closed by repair_ideal_profile (used, not malformed)
         self.repair = repair
         self.reasons: Counter[tuple[str, str]] = Counter()
-        self.versions = prompt_versions(prompts_dir)
+        self.profile_prompt = profile_prompt  # "ideal_profile" or "ideal_profile_compact" (numbered memories, id list first)
+        self.versions = prompt_versions(prompts_dir) | {"ideal_profile": load_prompt(profile_prompt, prompts_dir).version}
 
     # -- plumbing
     def _ask(self, task: str, conversations: list[list[dict[str, str]]]) -> list[str]:
@@ -401,19 +425,20 @@ class LLMReasoner:
         the generator returns the whole answer, prefill + continuation (a text that does not start with the
         prefill is parsed as it is, never completed with it). A strictly malformed answer is repaired when it
         was only cut off (``self.repair``)."""
-        conversations = [ideal_profile_messages(r, a, m, self.prompts_dir) for r, a, m in zip(requests, aspects, memories)]
-        prefill = load_prompt("ideal_profile", self.prompts_dir).prefill
+        conversations = [ideal_profile_messages(r, a, m, self.prompts_dir, self.profile_prompt) for r, a, m in zip(requests, aspects, memories)]
+        prefill = load_prompt(self.profile_prompt, self.prompts_dir).prefill
         answers = []
         for request, mems, text in zip(requests, memories, self._ask("ideal_profile", conversations)):
             known = {m.id for m in mems}
+            aliases = {n: m.id for n, m in memory_numbers(mems).items()} if self.profile_prompt != "ideal_profile" else None
             if prefill and text.strip() == prefill.strip():  # the prefill's lead alone is not a profile
                 self._bad("ideal_profile", "nothing written after the prefill")
                 answers.append(ProfileAnswer(request, [], text, well_formed=False))
                 continue
             try:
-                answers.append(parse_ideal_profile(text, known))
+                answers.append(parse_ideal_profile(text, known, aliases))
             except MalformedAnswerError as e:
-                repaired = repair_ideal_profile(text, known) if self.repair else None
+                repaired = repair_ideal_profile(text, known, aliases) if self.repair else None
                 if repaired is not None:
                     self.repaired["ideal_profile"] += 1
                     answers.append(repaired)

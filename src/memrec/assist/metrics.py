@@ -43,6 +43,21 @@ def overlap_share(memories: Sequence[str], text: str) -> float | None:
     return sum(1 for m in memories if set(terms(m)) & words) / len(memories)
 
 
+def answer_contribution(answer, item_texts: Sequence[str]) -> dict:
+    """Heuristic MPC and MRC of one answer (an :class:`~memrec.assist.pipeline.Answer`): the share of the memories
+    it declared useful that share a content word with its profile (MPC) and with ``item_texts`` (the target's
+    text in evaluation, the listed items' texts when asking); None without used memories.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> a = NS(used_memories=[NS(text="red glass beaker"), NS(text="steel ruler")], profile=NS(ideal_item_profile="a glass flask"))
+        >>> answer_contribution(a, ["steel ruler, 30 cm"])
+        {'MPC': 0.5, 'MRC': 0.5}
+    """
+    used = [m.text for m in answer.used_memories]
+    return {"MPC": overlap_share(used, answer.profile.ideal_item_profile), "MRC": overlap_share(used, " ".join(item_texts))}
+
+
 def mean_defined(values: Sequence[float | None]) -> float | None:
     """Mean of the values that are not None (None if there are none).
 

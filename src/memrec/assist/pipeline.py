@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from memrec import progress
 from memrec.assist.catalog import Hit, ItemCatalog
 from memrec.assist.memory import MemoryIndex
 from memrec.assist.types import MemoryChunk, ProfileAnswer, Query, Reasoner
@@ -123,9 +124,10 @@ class Assistant:
         writes ``batch_size`` profiles per call; each request is charged an equal share of its batch's time."""
         batched = getattr(self.reasoner, "ideal_item_profiles", None)
         if batched is None:
-            return [self.ask(q, k) for q in queries]
+            return [self.ask(q, k) for q in progress.track(queries, len(queries), f"{self.setting} memory", "request")]
         answers = []
-        for begin in range(0, len(queries), batch_size):
+        starts = range(0, len(queries), batch_size)
+        for begin in progress.track(starts, len(queries), f"{self.setting} memory", "request", size=lambda b: len(queries[b:b + batch_size])):
             group = queries[begin:begin + batch_size]
             timings = [{"memory": 0.0, "llm": 0.0, "items": 0.0} for _ in group]
             contexts = [self._context(q, t) for q, t in zip(group, timings)]

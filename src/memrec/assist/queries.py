@@ -78,6 +78,31 @@ class ItemDoc:
         return self.path[len(self.top):].strip()
 
 
+_MARKUP = re.compile(r"<[^>]*>|/>|<|&(?:amp|quot|lt|gt|nbsp|#\d+);")
+
+
+def readable_item(text: str) -> str:
+    """An item's ``Scientific.text`` entry as a person reads it: the title without markup fragments (some titles
+    are only ``Industrial & Scientific />``: then the last category words and the brand name the item), then
+    the category path and the brand.
+
+    Example:
+        >>> readable_item(" Industrial & Scientific />. Industrial & Scientific Lab & Scientific Products Lab Chemicals. Dykem. ")
+        'Lab Chemicals by Dykem (Lab & Scientific Products > Lab Chemicals)'
+        >>> readable_item("3M Safety Cone, 1-Pack,3M,90128-00001 />. Industrial & Scientific Occupational Health & Safety Products Cones. 3M. ")
+        '3M Safety Cone, 1-Pack,3M,90128-00001 (Occupational Health & Safety Products > Cones)'
+    """
+    doc = parse_scientific_text(_MARKUP.sub(" ", text))
+    title = re.sub(r"\s+", " ", doc.title).strip(" .,;")
+    if not title or title == ROOT:
+        leaf = _last_words(doc.rest or doc.top, 3) or "item"
+        title = f"{leaf} by {doc.brand}" if doc.brand else leaf
+        return f"{title} ({doc.top} > {doc.rest})" if doc.rest else f"{title} ({doc.top})"
+    where = " > ".join(p for p in (doc.top, doc.rest) if p)
+    extra = "; ".join(p for p in (where, doc.brand if doc.brand and doc.brand.lower() not in title.lower() else "") if p)
+    return f"{title} ({extra})" if extra else title
+
+
 def parse_scientific_text(text: str, known_paths: set[str] | None = None) -> ItemDoc:
     """Split a ``Scientific.text`` entry ("title. categories. brand.")."""
     at = text.find(f". {ROOT}")
