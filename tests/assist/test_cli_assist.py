@@ -6,11 +6,17 @@ import json
 from memrec.cli import main
 
 
-def test_build_ask_evaluate(small_scientific, shared_data, tmp_path, capsys):
+def test_build_ask_evaluate(small_scientific, shared_data, tmp_path, capsys, monkeypatch):
+    from memrec import progress
+
+    monkeypatch.setenv("MEMREC_PROGRESS", "1")
+    monkeypatch.setattr(progress, "DELAY", 0.0)
     memory = tmp_path / "memory"
     assert main(["assist", "build-memory", "--dataset", str(small_scientific), "--output", str(memory),
                  "--queries", "12", "--train-queries", "30"]) == 0
-    assert "12 users" in capsys.readouterr().out
+    built = capsys.readouterr()
+    assert "12 users" in built.out
+    assert all(bar in built.err for bar in ("local memory", "global memory", "embedding memory"))  # the progress bars
     user = json.loads((memory / "queries.jsonl").read_text().splitlines()[0])["user"]
 
     assert main(["assist", "ask", "--memory", str(memory), "--user", user, "strong glue for wood", "-k", "5", "--json"]) == 0
@@ -24,7 +30,9 @@ def test_build_ask_evaluate(small_scientific, shared_data, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["assist", "evaluate", "--memory", str(memory), "--tallrec", str(shared_data / "tallrec-movie" / "test.json"),
                  "--tallrec-limit", "40", "--json", str(out)]) == 0
-    table = capsys.readouterr().out
+    evaluated = capsys.readouterr()
+    table = evaluated.out
+    assert "hierarchical memory" in evaluated.err and "naive memory" in evaluated.err  # a bar per memory setting
     assert "SYNTHETIC" in table and "| hierarchical |" in table and "TALLRec" in table
     result = json.loads(out.read_text())
     assert set(result["scientific"]["settings"]) == {"none", "naive", "static", "hierarchical"}

@@ -30,6 +30,7 @@ from memrec.errors import DataFormatError, MemrecError, UnknownUserError
 from memrec.memory.index import exact_search
 
 FORMAT = 1
+EMBED_BATCH = 512  # memory chunks embedded per encoder call (the progress bar counts them)
 
 
 class MemoryUserError(UnknownUserError):
@@ -323,5 +324,9 @@ def build_memory(histories: Mapping[str, Sequence[Record]], reasoner: Reasoner, 
     aspects = build_global_memory(list(train_queries), reasoner, catalog, config)
     meta = {"reasoner": getattr(reasoner, "name", type(reasoner).__name__), "config": asdict(config), **(meta or {})}
     history_ids = {str(u): [r.item for r in records] for u, records in histories.items()}
-    progress.note(f"embedding {len(chunks):,} memory chunks (one encoder call)")
-    return MemoryIndex(chunks, encode, aspects, history_ids, meta=meta)
+    local = [c for c in chunks if c.user]
+    batches = range(0, len(local), EMBED_BATCH)
+    parts = [encode([c.text for c in local[b:b + EMBED_BATCH]]).float()
+             for b in progress.track(batches, len(local), "embedding memory", "chunk", size=lambda b: len(local[b:b + EMBED_BATCH]))]
+    vectors = torch.cat(parts) if parts else None  # (C, D)
+    return MemoryIndex(chunks, encode, aspects, history_ids, vectors=vectors, meta=meta)
