@@ -30,6 +30,14 @@ that still differs within a group is naming the id list); its nDCG terms are com
 possibly unterminated ``ideal_item_profile`` string, else the whole answer); ``memory_used`` is 0.5 if
 an offered memory id appears quoted in the answer. Strictly, a malformed answer scores 0 on every term.
 
+**Compact format** (``--prompt ideal_profile_compact``). With the default prompt the memory ids are long
+("A1CR9FH5YWUZMJ/pattern/Tapes, Adhesives & Sealants/0", ~20 tokens each) and a sampled answer rarely fits
+in a CPU token budget; the compact prompt numbers the memories, asks for the id list first (prefill
+``{"useful_memory_ids": [``) and a profile of at most 12 words, so a well-formed answer takes about 30 tokens.
+``benchmarks/grpo_cpu.py`` trains on it with the strict reward and measures held-out format-valid and
+memory-call rates before and after (:mod:`memrec.assist.rl_eval`). ``train_layers`` trains only the top
+decoder layers (a cheaper backward pass on a CPU).
+
 The loss TRL logs is the clipped surrogate; with ``num_iterations=1`` and ``beta=0`` it is zero in
 expectation at every step (advantages have zero mean per group, the ratio is 1), so the learning is
 seen in the rewards and in the weights, not in the loss value. The full GPU recipe is in
@@ -461,6 +469,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--gradient-checkpointing", action="store_true", help="less GPU memory for large models")
     parser.add_argument("--train-seed", type=int, default=42, help="seed of sampling and training")
     parser.add_argument("--no-save-model", action="store_true", help="do not write the trained weights")
+    parser.add_argument("--prompt", default="ideal_profile", choices=("ideal_profile", "ideal_profile_compact"),
+                        help="answer format: ideal_profile (profile first, long ids) or ideal_profile_compact (numbered memories, id list first)")
+    parser.add_argument("--train-layers", type=int, default=0, help="train only the top N decoder layers (0: all weights)")
     return parser
 
 
@@ -477,13 +488,13 @@ def run(args: argparse.Namespace) -> int:
         max_completion_length=args.max_completion_length or (256 if gpu else 64), temperature=args.temperature, beta=args.beta,
         partial_credit=not args.strict_reward, device=args.device, use_vllm=args.vllm,
         gradient_checkpointing=args.gradient_checkpointing, seed=args.train_seed,
-        save_model=not args.no_save_model)
+        save_model=not args.no_save_model, train_layers=args.train_layers)
     ds, split, queryset, catalog, encode = scientific_setup(
         EvalConfig(dataset=args.dataset, data_dir=args.data_dir, num_queries=args.queries, num_train=args.train_queries, seed=args.seed))
     reasoner = DeterministicReasoner(documents=catalog.texts)  # memory and aspect choice; the policy LLM writes the profile
     memory = scientific_memory(queryset, reasoner, catalog, encode)
     assistant = Assistant(reasoner, memory, catalog, args.setting)
-    examples = rl_examples(assistant, scientific_rl_queries(ds, split, queryset))
+    examples = rl_examples(assistant, scientific_rl_queries(ds, split, queryset), prompt=args.prompt)
     print(f"GRPO on {len(examples)} synthetic Scientific requests (validation items), {len(catalog)} items, "
           f"group {config.num_generations}, {config.max_completion_length} new tokens, device {config.resolved_device()}", flush=True)
     summary = train_rl(config, examples, catalog, args.output)
