@@ -53,10 +53,12 @@ def drift(dataset: str, cut: str) -> dict:
             "events_of_new_users": sum(e.user not in c.before for e in c.stream),
             "items_first_seen_after_T": len(set(stream_items) - known_items),
             "events_of_new_items": sum(i not in known_items for i in stream_items),
+            "returning_users": len({e.user for e in c.stream if e.user in c.before}),
+            "returning_users_mean_events_before_T": round(float(np.mean([len(c.before[u]) for u in {e.user for e in c.stream if e.user in c.before}])), 1),
             "top100_overlap_before_vs_stream": len(set(top_before) & set(top_after)) / 100,
             "stream_share_in_top100_before": round(float(np.mean([i in set(top_before) for i in stream_items])), 4),
             "stream_share_in_top100_stream": round(float(np.mean([i in set(top_after) for i in stream_items])), 4),
-            "stream_share_in_top100_first_half_vs_second_half": len(set(top([stream_items[j] for j in halves[0]]))
+            "top100_overlap_first_half_vs_second_half": len(set(top([stream_items[j] for j in halves[0]]))
                                                                    & set(top([stream_items[j] for j in halves[1]]))) / 100}
 
 
@@ -82,26 +84,31 @@ def summarise(reports: dict[int, dict], dataset: str, model: str, cut: str) -> d
                           for k, b in enumerate(runs[0]["buckets"])]
         row["settings"] = [run["settings"] for run in runs]
         out["policies"][name] = row
-    frozen = out["policies"].get("frozen")
+    frozen = out["policies"].get("plain") or out["policies"].get("frozen")  # the weights alone, where measured
     if frozen:
         base = frozen["all"]["ndcg@10"]["mean"]
+        out["baseline"] = "plain" if "plain" in out["policies"] else "frozen"
         for name, row in out["policies"].items():
-            row["vs_frozen_ndcg@10"] = round(row["all"]["ndcg@10"]["mean"] / base - 1, 4)
-        paired = {name: mean_std([r["policies"][name]["all"]["ndcg@10"] - r["policies"]["frozen"]["all"]["ndcg@10"]
-                                  for r in reports.values()]) for name in policies}
-        out["gain_over_frozen_ndcg@10_per_seed"] = paired
+            row["vs_baseline_ndcg@10"] = round(row["all"]["ndcg@10"]["mean"] / base - 1, 4)
+        paired = {name: mean_std([r["policies"][name]["all"]["ndcg@10"] - r["policies"][out["baseline"]]["all"]["ndcg@10"]
+                                  for r in reports.values() if name in r["policies"]]) for name in policies}
+        out["gain_over_baseline_ndcg@10_per_seed"] = paired
         if "retrain" in out["policies"]:
-            gain = out["policies"]["retrain"]["all"]["ndcg@10"]["mean"] - base
-            retrain_cost = out["policies"]["retrain"]["cost"]["retrain_seconds"]["mean"] + \
-                out["policies"]["retrain"]["cost"]["seconds_per_1000_events"]["mean"] * first["stream"]["events"] / 1000
-            out["target"] = {}
+            events = first["stream"]["events"] / 1000
+            total = lambda row: row["cost"]["seconds_per_1000_events"]["mean"] * events + row["cost"]["retrain_seconds"]["mean"]  # noqa: E731
+            retrain = out["policies"]["retrain"]
+            # the baseline's replay does per event what retrain's does between retrainings: the cheaper of the two
+            # measurements is the cost of that work (the machine is shared, each timing carries its load)
+            base_cost = min(frozen["cost"]["seconds_per_1000_events"]["mean"], retrain["cost"]["seconds_per_1000_events"]["mean"]) * events
+            gain = retrain["all"]["ndcg@10"]["mean"] - base
+            out["target"] = {"retrain_gain_ndcg@10": round(gain, 4), "retrain_extra_seconds": round(total(retrain) - base_cost, 1)}
             for name, row in out["policies"].items():
-                if name in ("frozen", "retrain"):
+                if name in (out["baseline"], "retrain"):
                     continue
-                cost = row["cost"]["seconds_per_1000_events"]["mean"] * first["stream"]["events"] / 1000 + row["cost"]["retrain_seconds"]["mean"]
-                out["target"][name] = {"beats_frozen_by": row["vs_frozen_ndcg@10"], "needs": 0.05,
+                out["target"][name] = {"beats_baseline_by": row["vs_baseline_ndcg@10"], "needs": 0.05,
                                        "share_of_retraining_gain": round((row["all"]["ndcg@10"]["mean"] - base) / gain, 3) if gain > 0 else None,
-                                       "compute_vs_retrain": round(cost / retrain_cost, 3)}
+                                       "extra_seconds": round(total(row) - base_cost, 1),
+                                       "extra_compute_vs_retrain": round((total(row) - base_cost) / (total(retrain) - base_cost), 3)}
     return out
 
 
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/stream", help="folder for each seed's model and report")
     p.add_argument("--plot", help="also write the per-bucket plot here (e.g. docs/stream.png)")
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--add", help="policies to run on the seeds already done, with each seed's own checkpoint (merged into its file)")
     args, overrides = p.parse_known_args(argv)  # the rest: --section.key=value for training
     from memrec.stream import run_stream
     from memrec.stream.report import plot
@@ -126,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file() and not args.summary_only:
             run_stream(args.model, args.dataset, ROOT / args.runs / f"{stem}-seed{seed}", cut=args.cut, policies=args.policies.split(","),
                        overrides=[f"--train.seed={seed}", *overrides], json_path=path)
+        if path.is_file() and args.add and not args.summary_only:
+            report = json.loads(path.read_text())
+            missing = [name for name in args.add.split(",") if name not in report["policies"]]
+            if missing:
+                extra = run_stream(args.model, args.dataset, ROOT / args.runs / f"{stem}-seed{seed}-add", cut=args.cut, policies=missing,
+                                   checkpoint=report["checkpoint"])
+                report["policies"].update(extra["policies"])
+                path.write_text(json.dumps(report, indent=2))
         if path.is_file():
             reports[seed] = json.loads(path.read_text())
     summary = summarise(reports, args.dataset, args.model, args.cut)
