@@ -374,6 +374,33 @@ def assist_smollm2():
     return md(["memory", "R@10", "R@100", "N@100", "memory tokens", f"malformed / repaired of {d['scientific']['queries']}", "ms memory / LLM / items"], rows)
 
 
+@table
+def distributed():
+    rows = []
+    for name in ("ml-100k", "beauty"):
+        if not (RESULTS / f"distributed-{name}.json").exists():
+            continue
+        d = J(f"distributed-{name}")
+        one = {r["seed"]: r["train_seconds_per_epoch"] for r in d["runs"] if r["processes"] == 1}
+        for r in d["runs"]:
+            rows.append([name + (f" (capped at {d['capped_epochs']} epochs)" if d["capped_epochs"] else ""), r["processes"], r["seed"],
+                         f"{r['best_epoch']} / {r['epochs']}", f(r["train_seconds_per_epoch"], 1), f(one[r["seed"]] / r["train_seconds_per_epoch"], 2) + "x",
+                         f(r["eval_seconds"], 1), nh(r["test"]), r["peak_rss_mib"], {True: "yes", False: "no"}.get(r.get("gathered_equals_one_process"), "-")])
+    seeds = run("sasrec-ml-100k/3-seeds")
+    rows.append(["ml-100k (runs.json, 3 seeds)", 1, ", ".join(map(str, seeds["seeds"])), "-", "-", "-", "-",
+                 f"{f(seeds['test']['ndcg@10'])} / {f(seeds['test']['hit@10'])}", "-", "-"])
+    return md(["data set", "processes", "seed", "best epoch / epochs", "s / epoch", "speed-up", "eval s", "test NDCG@10 / HR@10",
+               "peak MiB (largest process)", "gathered metrics = one process's"], rows)
+
+
+@table
+def export_check():
+    d = J("export-sasrec-nb-beauty-42")
+    rows = [[fmt, c["users"], f"{c['max_abs_diff']:.1e}", f(100 * c["top10_identical_users"], 1) + "%", "yes" if c["top10_equal"] else "no", f"`{c['command']}`"]
+            for fmt, c in d["checks"].items()]
+    return md(["format", "test users", "max abs(score - eager)", "top 10 identical", "top 10 equal up to ties within 1e-4", "command"], rows)
+
+
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
