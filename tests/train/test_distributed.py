@@ -25,14 +25,16 @@ def ml100k_slice(shared_data, path, users=400):
 
 
 def test_two_gloo_processes_evaluate_exactly_as_one(shared_data, tmp_path):
-    """`memrec train --nproc 2` (torchrun, DDP, gloo): rank 0 writes one run, and its metrics, from
-    evaluation sharded over the two ranks and gathered, equal one process's evaluation of the
-    checkpoint bit for bit."""
+    """`memrec train --nproc 2` (torchrun, DDP, gloo, with the neighbour memory): rank 0 writes one run,
+    and its metrics, from evaluation sharded over the two ranks and gathered, equal one process's
+    evaluation of the checkpoint bit for bit."""
     out = tmp_path / "run"
     data = ml100k_slice(shared_data, tmp_path / "ml-100k-400.csv")
     cmd = [sys.executable, "-m", "memrec", "train", "--nproc", "2", "--model", "sasrec", "--dataset", str(data),
            "--output", str(out), "--no-frozen", "--data.max_len=20", "--train.epochs=2",
-           "--train.batch_size=128", "--model_config.hidden_size=16", "--model_config.num_layers=1"]
+           "--train.batch_size=128", "--model_config.hidden_size=16", "--model_config.num_layers=1",
+           "--memory", "neighbours", "--memory.neighbours.ks=[128]", "--memory.neighbours.temperatures=[0.3]",
+           "--memory.neighbours.weights=[0.1]", "--memory.neighbours.decays=[0.0]", "--memory.neighbours.confidence=0.0"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("results in") == 1  # rank 0 alone speaks
@@ -40,6 +42,7 @@ def test_two_gloo_processes_evaluate_exactly_as_one(shared_data, tmp_path):
     assert metrics["processes"] == 2 and metrics["epochs"] == 2
 
     rec = load(out)  # one process, the same checkpoint
+    assert rec.model.neighbours.active  # every rank built the same neighbour memory, read by the sharded evaluation
     t = rec.config.train
     assert evaluate(rec.model, rec.split.valid, rec.config.data.max_len, t.eval_batch_size, t.metric_ks) == metrics["valid"]
     ranks = rank_evalset(rec.model, rec.split.test, rec.config.data.max_len, t.eval_batch_size)
