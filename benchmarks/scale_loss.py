@@ -50,7 +50,7 @@ def main(argv=None) -> None:
                          "seconds_per_epoch": round(metrics["train_seconds_per_epoch"], 2)}
         print(name, results[name], flush=True)
         out.write_text(json.dumps({"benchmark": "benchmarks/scale_loss.py", "dataset": args.dataset, "model": "sasrec (frozen ML-100K config, memory off)",
-                                   "command": f"OMP_NUM_THREADS=1 python benchmarks/scale_loss.py --dataset {args.dataset} --epochs {args.epochs} --variants NAME...",
+                                   "command": "OMP_NUM_THREADS=1 python benchmarks/scale_loss.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                                    "protocol": "leave-one-out, full ranking, history masked, pessimistic ties; compared on validation",
                                    "variants": results}, indent=2) + "\n")
 

@@ -23,6 +23,7 @@ from memrec.errors import MemrecError
 from memrec.memory.item_search import ITEMS, SearchConfig, approximate_search
 
 FORMATS = ("parquet", "csv")
+SCORED_AT_ONCE = 1 << 27  # exact ranking scores at most this many (user, item) pairs at a time: 512 MiB of float32
 
 
 def output_format(path: Path, format: str | None) -> str:  # noqa: A002
@@ -49,8 +50,6 @@ def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, forma
     """
     import pyarrow as pa
 
-    from memrec.data.batching import make_eval_batch
-
     if k < 1 or chunk < 1:
         raise MemrecError(f"k and the chunk size must be positive integers, got {k} and {chunk}")
     out = Path(output)
@@ -72,9 +71,7 @@ def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, forma
             part = parts / f"part-{start:012d}.parquet"
             rows = np.arange(start, min(start + chunk, ds.num_users))
             if not part.exists():
-                batch = make_eval_batch(rows, [ds.sequences[u] for u in rows], np.zeros(len(rows), dtype=np.int64), max_len)
-                found = index.recommend(rec.model, batch, k) if index is not None else None
-                top, scores = found if found is not None else rec.model.recommend(batch, k=k)  # (B, k') each
+                top, scores = _top_k(rec.model, ds, rows, k, max_len, index)  # (B, k') each
                 width = top.size(1)
                 table = pa.table({"user": pa.array(np.repeat([ds.user_ids[u] for u in rows], width)),
                                   "rank": pa.array(np.tile(np.arange(1, width + 1, dtype=np.int32), len(rows))),
@@ -90,6 +87,22 @@ def recommend_all(rec, output: str | Path, k: int = 10, chunk: int = 2048, forma
               "users_ranked_now": done, "seconds": round(seconds, 2), "users_per_second": round(done / seconds, 1) if done and seconds else None}
     log(f"{ds.num_users} users, {total} rows -> {out}" + (f" ({report['users_per_second']} users/s)" if report["users_per_second"] else ""))
     return report
+
+
+def _top_k(model, ds, rows: np.ndarray, k: int, max_len: int, index) -> tuple:
+    """The top ``k`` of each user in ``rows`` through ``index`` or, exactly, scoring at most
+    ``SCORED_AT_ONCE`` (user, item) pairs at a time (a chunk of 1,024 users at 10^6 items would be 4 GiB)."""
+    import torch
+
+    from memrec.data.batching import make_eval_batch
+
+    found = []
+    for part in np.array_split(rows, -(-len(rows) * (model.num_items + 1) // SCORED_AT_ONCE)):
+        batch = make_eval_batch(part, [ds.sequences[u] for u in part], np.zeros(len(part), dtype=np.int64), max_len)
+        result = index.recommend(model, batch, k) if index is not None else None
+        found.append(result if result is not None else model.recommend(batch, k=k))
+    width = min(top.size(1) for top, _ in found)  # as one batch: the fewest rankable items of any row
+    return torch.cat([top[:, :width] for top, _ in found]), torch.cat([scores[:, :width] for _, scores in found])
 
 
 def _start_or_resume(parts: Path, manifest: dict) -> None:

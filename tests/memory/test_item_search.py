@@ -69,3 +69,18 @@ def test_batch_inference_through_the_index_equals_exact(tmp_path):
                            search=SearchConfig(backend="hnsw", params=ApproximateConfig(ef_search=500)))
     exact, approximate = pq.read_table(tmp_path / "exact.parquet").to_pydict(), pq.read_table(tmp_path / "index.parquet").to_pydict()
     assert report["users"] == 12 and approximate["item"] == exact["item"] and approximate["user"] == exact["user"]
+
+
+def test_exact_batch_inference_scores_a_bounded_number_of_pairs_at_a_time(tmp_path, monkeypatch):
+    import memrec.batch
+
+    rec = _tiny_run()
+    recommend_all(rec, tmp_path / "whole.parquet", k=3, chunk=12, log=lambda *_: None)
+    sizes, real = [], rec.model.recommend
+    monkeypatch.setattr(rec.model, "recommend", lambda batch, k: sizes.append(len(batch.users)) or real(batch, k=k))
+    monkeypatch.setattr(memrec.batch, "SCORED_AT_ONCE", 30)  # 3 users of 10 columns (9 items + padding)
+    recommend_all(rec, tmp_path / "bounded.parquet", k=3, chunk=12, log=lambda *_: None)
+    assert sizes == [3, 3, 3, 3]
+    bounded, whole = pq.read_table(tmp_path / "bounded.parquet").to_pydict(), pq.read_table(tmp_path / "whole.parquet").to_pydict()
+    assert [bounded[c] for c in ("user", "rank", "item")] == [whole[c] for c in ("user", "rank", "item")]
+    assert bounded["score"] == pytest.approx(whole["score"], abs=1e-6)  # 3-row products round in other kernels
