@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampled", action="store_true", help="also answer the held-out prompts once sampled at --temperature")
     parser.add_argument("--output", default=str(RESULTS / "grpo_cpu.json"))
     parser.add_argument("--work", default="runs/grpo-cpu", help="folder for the trained model and TRL's files")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no training: read the held-out answers stored in --output again with the current parser (into 'rescored')")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from memrec.assist.llm.hf import HFGenerator
     from memrec.assist.pipeline import Assistant
     from memrec.assist.queries import scientific_queries
-    from memrec.assist.rl_eval import heldout_rates
+    from memrec.assist.rl_eval import heldout_rates, score_answers
 
     start = time.perf_counter()
     config = EvalConfig(data_dir=args.data_dir, num_queries=args.train_prompts + args.heldout + 16, num_train=args.train_queries, seed=args.seed)
@@ -106,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"only {len(requests)} validation requests for {args.train_prompts} + {args.heldout} prompts")
     examples = rl_examples(assistant, requests[: args.train_prompts + args.heldout], prompt="ideal_profile_compact")
     train, heldout = examples[: args.train_prompts], examples[args.train_prompts:]
+    if args.rescore:
+        stored = json.loads(Path(args.output).read_text())
+        stored["rescored"] = {when: {mode: score_answers(heldout, r["answers"], catalog) for mode, r in stored[when].items()} for when in ("before", "after")}
+        stored["rescore_command"] = "python benchmarks/grpo_cpu.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        Path(args.output).write_text(json.dumps(stored, indent=1, default=str))
+        for when, r in stored["rescored"].items():
+            for mode, x in r.items():
+                print(f"rescored {when}, {mode}: format-valid {x['format_valid']:.3f}, memory call {x['memory_call']:.3f}, R@100 {x['R@100']:.3f}")
+        return 0
     progress.note(f"{len(train)} training and {len(heldout)} held-out prompts ({args.request_detail} requests, validation items)")
 
     def rates(generator) -> dict:

@@ -401,6 +401,56 @@ def export_check():
     return md(["format", "test users", "max abs(score - eager)", "top 10 identical", "top 10 equal up to ties within 1e-4", "command"], rows)
 
 
+@table
+def scale_loss():
+    d = J("scale-loss-ml-100k")
+    names = {"ce": "full cross-entropy", "popularity-logq": "sampled, popularity negatives, logQ", "popularity-no-logq": "sampled, popularity negatives, no logQ",
+             "in_batch-logq": "sampled, in-batch negatives, logQ", "in_batch-no-logq": "sampled, in-batch negatives, no logQ", "uniform": "sampled, uniform negatives"}
+    rows = [[names[k], f(v["valid_ndcg@10"]), f(v["valid_hit@10"]), f"{v['best_epoch']} / {v['epochs']}", f(v["seconds_per_epoch"], 1),
+             f"{f(v['test_ndcg@10'])} / {f(v['test_hit@10'])}"] for k, v in d["variants"].items()]
+    return md(["loss (`train.loss`, `train.sampler`, `train.logq`)", "valid NDCG@10", "valid HR@10", "best epoch / epochs", "s / epoch",
+               "test NDCG@10 / HR@10"], rows)
+
+
+@table
+def scale_training():
+    d = J("scale-synthetic")
+    t, e, g = d["train"], d["evaluate"], d["data"]
+    rows = [["synthetic data (memrec.data.synthetic)", f"{g['users']:,} users, {g['items']:,} items, {g['events']:,} events", f(g["seconds"], 0), f(g["peak_gib"], 2)],
+            [f"training: SASRec, sampled softmax ({t['num_negatives']} popularity negatives, logQ), batch {t['batch_size']}",
+             f"{f(t['seconds_per_step'], 2)} s / step over {t['steps_timed']} steps; {t['steps_per_epoch']:,} steps / epoch", f"{t['seconds_per_epoch']:,} / epoch (estimated)",
+             f(t["peak_gib"], 2)],
+            [f"full-ranking evaluation, {e['users']:,} validation users sampled", f"{f(e['users_per_second'], 1)} users / s",
+             f"{f(e['seconds'], 0)} ({e['seconds_for_all']:,} for all {e['all_valid_users']:,}, estimated)", f(e["peak_gib"], 2)]]
+    return md(["step (one process, one thread)", "work", "seconds", "peak memory so far, GiB"], rows)
+
+
+SCALE_RUNS = (("scale-beauty", "Beauty (SASRec seed 42, trained)"), ("scale-synthetic", "synthetic (SASRec after the capped training above)"))
+
+
+@table
+def scale_recommend():
+    rows = []
+    for name, label in SCALE_RUNS:
+        d = J(name)
+        r = d["recommend"]
+        items = d["items"] if "items" in d else d["data"]["items"]
+        for p in r["by_nprobe"]:
+            rows.append([label, f"{items:,}", f"{f(r['exact']['p50_ms'], 1)} / {f(r['exact']['p99_ms'], 1)}", f"{r['index'].upper()}, nprobe {p['nprobe']}",
+                         f"{f(p['p50_ms'], 1)} / {f(p['p99_ms'], 1)}", f(p["recall@10"], 3)])
+    return md(["data", "items", "exact p50 / p99 ms", "item index", "through the index p50 / p99 ms", "recall@10 of its top-10 vs exact"], rows)
+
+
+@table
+def scale_batch():
+    rows = []
+    for name, label in SCALE_RUNS:
+        d = J(name)
+        b, index = d["batch_inference"], d["recommend"]["index"]
+        rows.append([label, f"{b['users']:,}", f(b["exact_users_per_second"], 0), f(b[f"{index}_users_per_second"], 0)])
+    return md(["data", "users ranked", "users / s, exact", "users / s, item index (IVF, nprobe 16)"], rows)
+
+
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 

@@ -143,6 +143,9 @@ def test_the_compact_prompt_numbers_the_memories_and_answers_cite_them_by_number
     assert answer.useful_memory_ids == [MEMORIES[1].id, MEMORIES[0].id]
     with pytest.raises(MalformedAnswerError, match="not offered"):
         parse_ideal_profile('{"useful_memory_ids": [3], "ideal_item_profile": "a beaker"}', set(), aliases)
+    with pytest.raises(MalformedAnswerError, match="copies the prompt's example"):  # what a policy trained on format alone writes
+        parse_ideal_profile('{"useful_memory_ids": [1], "ideal_item_profile": "a short sentence"}', set(), aliases)
+    assert "a short sentence" in messages[0]["content"]  # the example the parser refuses to take as a profile
 
 
 def test_the_reasoner_with_the_compact_prompt_maps_numbers_to_ids_and_repairs_a_cut_profile():

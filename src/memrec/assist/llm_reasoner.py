@@ -228,6 +228,8 @@ def parse_ideal_profile(text: str, known_ids, aliases: dict[str, str] | None = N
     profile, ids = obj.get("ideal_item_profile"), obj.get("useful_memory_ids")
     if not isinstance(profile, str) or not profile.strip():
         raise MalformedAnswerError("ideal_item_profile is missing or not a non-empty string")
+    if profile.strip().strip(".").lower() in EXAMPLE_PROFILES:
+        raise MalformedAnswerError("ideal_item_profile copies the prompt's example instead of describing an item")
     numbered = aliases is not None
     if not isinstance(ids, list) or not all(isinstance(i, str) or (numbered and type(i) is int) for i in ids):
         raise MalformedAnswerError("useful_memory_ids is missing or not a list of string ids")
@@ -240,6 +242,9 @@ def parse_ideal_profile(text: str, known_ids, aliases: dict[str, str] | None = N
     return ProfileAnswer(profile.strip(), list(dict.fromkeys(ids)), text, True)
 
 
+# The placeholder profiles of the prompts' format examples: an answer that copies one describes no item (a policy
+# trained on the format reward alone learns to copy it: see docs/assistant.md, GRPO).
+EXAMPLE_PROFILES = frozenset({"a short sentence"})
 _ANSWER_START = re.compile(r'\s*\{\s*"(?:ideal_item_profile"\s*:\s*"|useful_memory_ids"\s*:\s*\[)')
 # what closes a cut-off answer, by where it was cut: after the id list, inside it, after the colon, after the
 # key, after the comma, after the profile string, inside it (shortest first: the least added wins)

@@ -37,6 +37,12 @@ def heldout_rates(generator, examples: list[RLExample], catalog, max_new_tokens:
     conversations = [e.messages for e in examples]
     kwargs = {"seed": seed} if temperature > 0 and seed is not None else {}
     texts = generator.generate(conversations, max_new_tokens=max_new_tokens, temperature=temperature, **kwargs)
+    return {"prompts": len(examples), "max_new_tokens": max_new_tokens, "temperature": temperature, **score_answers(examples, texts, catalog)}
+
+
+def score_answers(examples: list[RLExample], texts: list[str], catalog) -> dict:
+    """The rates and recall of :func:`heldout_rates` for answers already written (``texts``, one per example),
+    read with the current strict parser: stored answers can be scored again when the parser changes."""
     answers = []
     for e, text in zip(examples, texts):
         prefill = prefill_of(e.messages)
@@ -47,7 +53,6 @@ def heldout_rates(generator, examples: list[RLExample], catalog, max_new_tokens:
     ranks = catalog.ranks(profiles, [e.target for e in examples], exclude=[list(e.exclude) for e in examples])
     n = max(len(examples), 1)
     return {
-        "prompts": len(examples), "max_new_tokens": max_new_tokens, "temperature": temperature,
         "format_valid": sum(1 for _, p, _ in answers if p) / n,
         "memory_call": sum(1 for _, p, m in answers if p and m > 0) / n,
         "R@10": recall_at(ranks, 10), "R@100": recall_at(ranks, 100), "N@100": float(user_ndcg(ranks.numpy(), 100).mean()),
