@@ -12,10 +12,10 @@ or a real trained checkpoint. Speed and memory only: synthetic figures are never
 3. full-ranking evaluation (every item ranked, history masked, in item chunks) of ``--eval-users``
    validation users, and the seconds all of them would take at that rate;
 4. ``/recommend``'s model part (:meth:`memrec.serve.model.ServedModel.recommend`, in process) for
-   ``--requests`` users: p50 / p99 through the item index (IVF) and exact, and recall@10 of the
-   index's top-10 against the exact top-10 (history excluded from both);
+   ``--requests`` users: p50 / p99 exact and through the item index (IVF, at each of ``--nprobes``),
+   and recall@10 of the index's top-10 against the exact top-10 (history excluded from both);
 5. batch inference (:func:`memrec.batch.recommend_all`) over ``--batch-users`` users, exact and through
-   the index: users per second.
+   the index (memrec's default, nprobe 16): users per second.
 
 ``checkpoint RUN`` (writes ``benchmarks/results/scale-NAME.json``): steps 4 and 5 on a trained run
 (neighbour memory off: the index ranks the model's own dot products), the index forced on (IVF).
@@ -72,8 +72,10 @@ def train_steps(trainer, steps: int) -> float:
     return (time.perf_counter() - tic) / steps
 
 
-def serving(model, item_ids, histories, search_config, k: int = 10) -> dict:
-    """/recommend's model part, exact and through the item index: latency and recall@10."""
+def serving(model, item_ids, histories, search_config, nprobes: list[int], k: int = 10) -> dict:
+    """/recommend's model part, exact and through the item index at each ``nprobe``: latency and recall@10."""
+    from dataclasses import replace
+
     from memrec.memory.item_search import ItemSearch
     from memrec.serve.model import ServedModel
     from memrec.store.events import Event
@@ -82,20 +84,26 @@ def serving(model, item_ids, histories, search_config, k: int = 10) -> dict:
     tic = time.perf_counter()
     index = ItemSearch(served.table, search_config)
     build = time.perf_counter() - tic
-    times, tops = {}, {}
-    for name, search in (("exact", None), (index.backend, index)):
-        served.search, times[name], tops[name] = search, [], []
-        for history in histories[:5]:  # warm up
-            served.recommend([Event(item_ids[i], float(t)) for t, i in enumerate(history)], None, k)
-        for history in histories:
-            events = [Event(item_ids[i], float(t)) for t, i in enumerate(history)]
+    requests = [[Event(item_ids[i], float(t)) for t, i in enumerate(history)] for history in histories]
+
+    def measure(search) -> tuple[dict, list]:
+        served.search, times, tops = search, [], []
+        for events in requests[:5]:  # warm up
+            served.recommend(events, None, k)
+        for events in requests:
             tic = time.perf_counter()
-            rec = served.recommend(events, None, k)
-            times[name].append((time.perf_counter() - tic) * 1000)
-            tops[name].append(rec.items)
-    recall = float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(tops[index.backend], tops["exact"])]))
-    return {"requests": len(histories), "index": index.backend, "nprobe": search_config.params.nprobe, "index_build_seconds": round(build, 1),
-            "exact": percentiles(times["exact"]), "approximate": percentiles(times[index.backend]), f"recall@{k}": round(recall, 4)}
+            tops.append(served.recommend(events, None, k).items)
+            times.append((time.perf_counter() - tic) * 1000)
+        return percentiles(times), tops
+
+    exact, truth = measure(None)
+    out = {"requests": len(histories), "index": index.backend, "index_build_seconds": round(build, 1), "exact": exact, "by_nprobe": []}
+    for nprobe in nprobes:
+        index.index.params = replace(index.index.params, nprobe=nprobe)  # read at each search
+        latency, tops = measure(index)
+        recall = float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(tops, truth)]))
+        out["by_nprobe"].append({"nprobe": nprobe, **latency, f"recall@{k}": round(recall, 4)})
+    return out
 
 
 def batch_inference(checkpoint, ds, users: int, search_config) -> dict:
@@ -121,7 +129,7 @@ def synthetic(args) -> dict:
     from memrec.config import RunConfig
     from memrec.data import split_dataset
     from memrec.data.synthetic import synthetic_dataset
-    from memrec.memory.index import ApproximateConfig, SearchConfig
+    from memrec.memory.index import SearchConfig
     from memrec.models import build_model
     from memrec.train import Trainer
     from memrec.train.checkpoint import Checkpoint
@@ -160,9 +168,9 @@ def synthetic(args) -> dict:
     report["evaluate"] = {"users": len(rows), "seconds": round(seconds, 1), "users_per_second": round(len(rows) / seconds, 1),
                           "all_valid_users": len(split.valid), "seconds_for_all": round(seconds * len(split.valid) / len(rows)), "peak_gib": peak_gib()}
     print("evaluate", report["evaluate"], flush=True)
-    search = SearchConfig(params=ApproximateConfig(nprobe=args.nprobe))  # auto: IVF from 10^6 items
+    search = SearchConfig(approximate_from=args.approximate_from)  # memrec's default: IVF (nprobe 16) from 10^6 items
     histories = [ds.sequences[u] for u in np.random.default_rng(1).choice(ds.num_users, args.requests, replace=False)]
-    report["recommend"] = serving(model, ds.item_ids, histories, search)
+    report["recommend"] = serving(model, ds.item_ids, histories, search, args.nprobes)
     report["recommend"]["peak_gib"] = peak_gib()
     print("recommend", report["recommend"], flush=True)
     checkpoint = Checkpoint(model, config, ds.item_ids, ds.fingerprint())
@@ -173,15 +181,15 @@ def synthetic(args) -> dict:
 
 def checkpoint_run(args) -> dict:
     import memrec
-    from memrec.memory.index import ApproximateConfig, SearchConfig
+    from memrec.memory.index import SearchConfig
 
     rec = memrec.load(args.run, memory="off")
     ds, model = rec.dataset, rec.model
-    search = SearchConfig(backend="ivf", params=ApproximateConfig(nprobe=args.nprobe))
+    search = SearchConfig(backend="ivf")  # forced: below 10^6 items memrec would score exactly
     histories = [ds.sequences[u] for u in np.random.default_rng(1).choice(ds.num_users, min(args.requests, ds.num_users), replace=False)]
     report = {"run": str(args.run), "dataset": ds.name, "items": ds.num_items, "users": ds.num_users, "threads": torch.get_num_threads(),
               "memory": "off (the model's own dot products)"}
-    report["recommend"] = serving(model, ds.item_ids, histories, search)
+    report["recommend"] = serving(model, ds.item_ids, histories, search, args.nprobes)
     print("recommend", report["recommend"], flush=True)
     report["batch_inference"] = batch_inference(rec.checkpoint, ds, args.batch_users, search)
     print("batch_inference", report["batch_inference"], flush=True)
@@ -201,14 +209,15 @@ def main(argv=None) -> None:
     syn.add_argument("--eval-users", type=int, default=1024)
     syn.add_argument("--requests", type=int, default=500)
     syn.add_argument("--batch-users", type=int, default=2048)
-    syn.add_argument("--nprobe", type=int, default=16)
+    syn.add_argument("--approximate-from", type=int, default=1_000_000, help="items from which the index is used (memrec's default)")
+    syn.add_argument("--nprobes", type=int, nargs="+", default=[16, 64, 256], help="IVF cells visited per query, measured in turn")
     syn.add_argument("--output", default=str(RESULTS / "scale-synthetic.json"))
     run = sub.add_parser("checkpoint")
     run.add_argument("run")
     run.add_argument("--name", required=True)
     run.add_argument("--requests", type=int, default=1000)
     run.add_argument("--batch-users", type=int, default=10**9, help="users of batch inference (default: all)")
-    run.add_argument("--nprobe", type=int, default=16)
+    run.add_argument("--nprobes", type=int, nargs="+", default=[16, 64], help="IVF cells visited per query, measured in turn")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     report = synthetic(args) if args.what == "synthetic" else checkpoint_run(args)
