@@ -349,20 +349,39 @@ def serve_load():
     return md(["run", "`POST /events` p50 / p99 / max ms", "`GET /recommend` p50 / p99 / max ms", "requests/s (each)", "errors"], rows)
 
 
+def assist_rows(names: list[str], llm: bool = False) -> list[list[str]]:
+    """Rows of the assistant's memory-settings tables from `memrec assist evaluate --json` files."""
+    rows = []
+    for name in names:
+        d = J(name)
+        for s, x in d["scientific"]["settings"].items():
+            label = {"none": "none (request only)", "naive": "naive (last 10 records)", "static": "static (whole profile)"}.get(s, f"hierarchical, {d['k_memory']} summaries")
+            eff = f(100 * x["R@100"] / x["memory_tokens"], 2) if x["memory_tokens"] else "-"
+            row = [{"top": "vague", "path": "detailed"}[d["request_detail"]], label, f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@100"], 3),
+                   "-" if x["MPC"] is None else f(x["MPC"], 2), "-" if x["MRC"] is None else f(x["MRC"], 2), f(x["memory_tokens"], 0), eff]
+            if llm:
+                row.append(f"{x['malformed']} / {x['repaired']}")
+            rows.append(row + [" / ".join(f"{x[k]:,.0f}" if x[k] >= 100 else f(x[k], 1) for k in ("time_memory_ms", "time_llm_ms", "time_items_ms"))])
+    return rows
+
+
+ASSIST_HEAD = ["request", "memory", "R@10", "R@100", "N@100", "MPC", "MRC", "memory tokens", "R@100 per 100 tokens"]
+
+
 @table
 def assist_deterministic():
-    rows = []
-    for detail, files in (("top", [("assist_deterministic-top", ["none", "naive", "static", "hierarchical"], 2),
-                                   ("assist_deterministic-top-k1", ["hierarchical"], 1), ("assist_deterministic-top-k3", ["hierarchical"], 3)]),
-                          ("path", [("assist_deterministic", ["none", "naive", "static", "hierarchical"], 2)])):
-        for name, settings, k in files:
-            for s in settings:
-                x = J(name)["scientific"]["settings"][s]
-                label = {"none": "none (request only)", "naive": "naive (last 10 records)", "static": "static (whole profile)"}.get(s, f"hierarchical, {k} summar{'y' if k == 1 else 'ies'}")
-                eff = f(100 * x["R@100"] / x["memory_tokens"], 2) if x["memory_tokens"] else "-"
-                rows.append([detail, label, f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@10"], 3), f(x["N@100"], 3), f(x["memory_tokens"], 0), eff,
-                             " / ".join(f(x[k], 1) for k in ("time_memory_ms", "time_llm_ms", "time_items_ms"))])
-    return md(["request", "memory", "R@10", "R@100", "N@10", "N@100", "memory tokens", "R@100 per 100 tokens", "ms memory / reasoner / items"], rows)
+    return md(ASSIST_HEAD + ["ms memory / reasoner / items"], assist_rows(["assist_cli_deterministic-top", "assist_cli_deterministic-path"]))
+
+
+@table
+def grpo_cpu():
+    d, rows = J("grpo_cpu"), []
+    for parser, results in (("as trained", d), ("refusing the copied example", d.get("rescored", {}))):
+        for when in ("before", "after"):
+            for mode, x in results.get(when, {}).items():
+                rows.append([f"after GRPO ({d['training']['steps']} steps)" if when == "after" else "before GRPO", f"{mode}, {parser}",
+                             f(100 * x["format_valid"], 1) + "%", f(100 * x["memory_call"], 1) + "%", f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@100"], 3)])
+    return md(["policy", "decoding, parser", "format-valid", "memory call", "R@10", "R@100", "N@100"], rows)
 
 
 @table

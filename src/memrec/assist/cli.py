@@ -219,7 +219,7 @@ def about_user(memory, user: str, category: str) -> str:
     chunks = memory.chunks(user)
     pattern = next((c.text for c in chunks if c.kind == "pattern" and c.category == category), "")
     records = sum(1 for c in chunks if c.kind == "record")
-    mostly = [c.category for c in chunks if c.kind == "pattern"]
+    mostly = [c.category for c in chunks if c.kind == "pattern" and c.category]  # records without a category path have none
     if pattern:
         count = re.search(r"\((\d+) records?\)", pattern)
         items = f"{count.group(1)} item{'s' if count.group(1) != '1' else ''}" if count else "items"
