@@ -470,6 +470,65 @@ def scale_batch():
     return md(["data", "users ranked", "users / s, exact", "users / s, item index (IVF, nprobe 16)"], rows)
 
 
+STREAM_ORDER = ("plain", "frozen", "neighbours", "user-memory", "both", "retrain")
+
+
+def stream_rows(d: dict) -> list[tuple[str, dict]]:
+    return [(name, d["policies"][name]) for name in STREAM_ORDER if name in d["policies"]]
+
+
+@table
+def stream_ml100k():
+    d, rows = J("stream-ml-100k-sasrec-0.8"), []
+    for name, r in stream_rows(d):
+        cost = r["cost"]
+        rows.append([name, f(r["all"]["ndcg@10"]), f(r["all"]["hit@10"]), f(r["known_user_known_item"]["ndcg@10"]), f(r["new_user"]["ndcg@10"]),
+                     "–" if name == d["baseline"] else signed(100 * r["vs_baseline_ndcg@10"], 1) + "%",
+                     f(cost["seconds_per_1000_events"]["mean"], 2), f(cost["retrain_seconds"]["mean"], 0) if cost["retrain_seconds"]["mean"] else "–"])
+    ev = d["policies"][d["baseline"]]["events"]
+    return md(["policy", f"NDCG@10 all ({ev['all']:,} events)", "HR@10 all", f"NDCG@10 returning users ({ev['known_user_known_item']:,})",
+               f"NDCG@10 new users ({ev['new_user']:,})", f"vs {d['baseline']}", "s / 1,000 events", "s retraining"], rows)
+
+
+@table
+def stream_target():
+    d = J("stream-ml-100k-sasrec-0.8")
+    t, gains = d["target"], d["gain_over_baseline_ndcg@10_per_seed"]
+    rows = [[name, signed(100 * t[name]["beats_baseline_by"], 1) + "%", f(gains[name]),
+             f(t[name]["share_of_retraining_gain"], 2) if t[name]["share_of_retraining_gain"] is not None else "–",
+             f"{f(t[name]['extra_seconds'], 0)} s ({f(100 * t[name]['extra_compute_vs_retrain'], 1)}%)"]
+            for name, _ in stream_rows(d) if name in t]
+    rows.append(["retrain", signed(100 * d["policies"]["retrain"]["vs_baseline_ndcg@10"], 1) + "%", f(gains["retrain"]), "1", f"{f(t['retrain_extra_seconds'], 0)} s (100%)"])
+    return md(["policy", f"NDCG@10 vs {d['baseline']} (target ≥ +5%)", "paired gain per seed, mean ± std",
+               "share of retraining's gain (target ≥ 0.5)", "compute beyond plain, vs retraining's (target ≤ 5%)"], rows)
+
+
+@table
+def stream_drift():
+    x = J("stream-ml-100k-sasrec-0.8")["drift"]
+    rows = [["events before T / after T", f"{x['events_before']:,} / {x['stream_events']:,}"],
+            ["stream events of users first seen after T", f"{x['events_of_new_users']:,} ({f(100 * x['events_of_new_users'] / x['stream_events'], 1)}%), "
+                                                          f"{x['users_first_seen_after_T']} users"],
+            ["returning users in the stream (their mean number of events before T)",
+             f"{x['returning_users']} ({f(x['returning_users_mean_events_before_T'], 1)})"],
+            ["stream events of items first seen after T (no policy can rank them)", f"{x['events_of_new_items']:,}, {x['items_first_seen_after_T']} items"],
+            ["top-100 items before T that are top-100 in the stream", f(x["top100_overlap_before_vs_stream"], 2)],
+            ["stream events whose item is in the top 100 before T / in the stream's own top 100",
+             f"{f(x['stream_share_in_top100_before'], 3)} / {f(x['stream_share_in_top100_stream'], 3)}"],
+            ["top-100 overlap, first half of the stream vs second half", f(x["top100_overlap_first_half_vs_second_half"], 2)]]
+    return md(["what changes after T", "ML-100K, cut 0.8"], rows)
+
+
+@table
+def stream_speed():
+    x = J("stream-speed")
+    s = x["seconds_per_1000_events_best"]
+    rows = [[name, f(v, 2)] for name, v in s.items()]
+    rows.append(["batched over one at a time, frozen / neighbours",
+                 f"{f(x['speedup_batched_over_one_at_a_time']['frozen'], 1)}× / {f(x['speedup_batched_over_one_at_a_time']['neighbours'], 1)}× (same ranks: {'yes' if x['same_ranks_batched_and_one_at_a_time'] else 'no'})"])
+    return md([f"replay of the first {x['events']:,} stream events (seed 42's SASRec, cut {x['cut']})", "s / 1,000 events, side by side"], rows)
+
+
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
