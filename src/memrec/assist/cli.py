@@ -303,8 +303,21 @@ def cmd_evaluate(args) -> int:
     print(markdown(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.json).write_text(compact_json(result))
     return 0
+
+
+def compact_json(value) -> str:
+    """JSON with one key per line, but each list of plain values on one line (per-answer columns stay short).
+
+    Example:
+        >>> print(compact_json({"rank": [3, 0, None], "name": "x"}))
+        {
+         "rank": [3, 0, null],
+         "name": "x"
+        }
+    """
+    return re.sub(r"\[\n\s+([^\[\]{}]*?)\n\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", json.dumps(value, indent=1))
 
 
 def rewritten_requests(args, memory, queries: list[Query], detail: str) -> list[Query]:

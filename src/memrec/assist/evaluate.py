@@ -104,8 +104,10 @@ def evaluate_setting(assistant: Assistant, queries: list[Query]) -> dict:
     for part in ("memory", "llm", "items"):
         out[f"time_{part}_ms"] = 1000 * sum(a.timings[part] for a in answers) / max(len(answers), 1)
     out["queries"] = len(answers)
-    out["per_answer"] = [{"qid": q.qid, "rank": int(r), "memories_shown": len(a.memories), "memories_used": len(u), **c,
-                          "well_formed": a.profile.well_formed} for q, a, r, u, c in zip(queries, answers, ranks.tolist(), used, contributions)]
+    # per answer, in the order of the requests (columns: a file of 1,000 requests stays small)
+    out["per_answer"] = {"rank": ranks.tolist(), "memories_used": [len(u) for u in used],
+                         "MPC": [None if c["MPC"] is None else round(c["MPC"], 4) for c in contributions],
+                         "MRC": [None if c["MRC"] is None else round(c["MRC"], 4) for c in contributions]}
     return out
 
 
