@@ -386,11 +386,10 @@ def grpo_cpu():
 
 @table
 def assist_smollm2():
-    d, rows = J("assist_smollm2-top"), []
-    for s, x in d["scientific"]["settings"].items():
-        rows.append([s, f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@100"], 3), f(x["memory_tokens"], 0),
-                     f"{x['malformed']} / {x['repaired']}", f"{f(x['time_memory_ms'], 1)} / {int(f(x['time_llm_ms'], 0)):,} / {f(x['time_items_ms'], 0)}"])
-    return md(["memory", "R@10", "R@100", "N@100", "memory tokens", f"malformed / repaired of {d['scientific']['queries']}", "ms memory / LLM / items"], rows)
+    names = ["assist_cli_smollm2-top", "assist_cli_smollm2-path"]
+    n = J(names[0])["scientific"]["queries"]
+    return md(ASSIST_HEAD + [f"malformed / repaired of {n}", "ms memory / LLM / items"], assist_rows(names, llm=True))
+
 
 
 @table
