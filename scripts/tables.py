@@ -393,6 +393,37 @@ def assist_smollm2():
 
 
 @table
+def backbone_ablation():
+    d = J("backbone-beauty")
+    cost = d.get("epoch_costs") or {}
+    rows = [[f"`{r['row']}`", r["change"], f(r["valid"]["ndcg@10"]), f(r["valid"]["hit@10"]), f"{r['best_epoch']} / {r['epochs']}",
+             f(cost[r["row"]]["relative_to_baseline"], 1) if r["row"] in cost else "-",
+             f(r["valid_ndcg@10_within_baseline_work"]) if r.get("valid_ndcg@10_within_baseline_work") else "-",
+             nh(r["test"]) if "test" in r else "-"] for r in d["rows"]]
+    return md(["row", "what differs from the frozen SASRec", "valid NDCG@10", "valid HR@10", "best epoch / epochs run",
+               "epoch cost (x baseline)", "valid NDCG@10 within the baseline's work", "test NDCG@10 / HR@10"], rows)
+
+
+@table
+def backbone_checks():
+    d = J("backbone-beauty")
+    rows = []
+    if d.get("ties"):
+        t = d["ties"]
+        rows.append(["ties: the chosen row's validation scores ranked pessimistically / optimistically",
+                     f"{f(t['valid_ndcg@10_pessimistic'])} / {f(t['valid_ndcg@10_optimistic'])}",
+                     f"{f(100 * t['users_with_a_tied_target'], 3)}% of users have a tied target"])
+    if d.get("neighbours"):
+        n = d["neighbours"]
+        rows.append(["neighbour memory on the chosen row's weights: test NDCG@10 / HR@10 without -> with",
+                     f"{nh(n['test_without'])} -> {nh(n['test_with'])}",
+                     f"{n['test_ndcg@10_relative_gain']}, paired 95% {ci(n['test_ndcg@10_gain_ci95'])}; chosen on validation {n['chosen']}"])
+    for row, c in (d.get("epoch_costs") or {}).items():
+        rows.append([f"epoch cost of `{row}`, timed side by side", f"{f(c['seconds_per_epoch'], 0)} s", f"{f(c['relative_to_baseline'], 1)} x baseline, {c['batches_per_epoch']} batches"])
+    return md(["check", "figure", "note"], rows)
+
+
+@table
 def distributed():
     rows = []
     for name in ("ml-100k", "beauty"):
