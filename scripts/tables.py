@@ -405,6 +405,15 @@ def backbone_ablation():
 
 
 @table
+def backbone_curves():
+    rows = J("backbone-beauty")["rows"]
+    epochs = [2, 4, 6, 8, 10, 12, 14, 16, 18]
+    curves = {r["row"]: dict(r["valid_curve"]) for r in rows}
+    return md(["row"] + [f"epoch {e}" for e in epochs],
+              [[f"`{row}`"] + [f(c[e]) if e in c else "-" for e in epochs] for row, c in curves.items()])
+
+
+@table
 def backbone_checks():
     d = J("backbone-beauty")
     rows = []
