@@ -366,7 +366,7 @@ def train_rl(config: RLConfig, examples: list[RLExample], catalog, output: str |
     policy = str(folder) if config.train_layers <= 0 else top_layers_only(
         transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), config.train_layers)
     trainer = trl.GRPOTrainer(model=policy, reward_funcs=[mrrec_reward], args=_trainer_config(config, output, device),
-                              train_dataset=dataset, callbacks=[StepLog()], processing_class=tokenizer)
+                              train_dataset=dataset, callbacks=[StepLog()])  # TRL loads the tokenizer itself, left-padded
     before = _weight_sample(trainer.model)
     clock["start"] = time.perf_counter()
     trainer.train()
