@@ -568,6 +568,18 @@ def stream_speed():
     return md([f"replay of the first {x['events']:,} stream events (seed 42's SASRec, cut {x['cut']})", "s / 1,000 events, side by side"], rows)
 
 
+@table
+def stream_ur4rec():
+    d = J("stream-ml-100k-ur4rec-moe-0.9-seed42")
+    policies = {**d["policies"], **J("stream-ml-100k-ur4rec-moe-0.9-seed42-retrain")["policies"]}
+    rows = [[name, f(r["all"]["ndcg@10"]), f(r["all"]["hit@10"]), f(r["known_user_known_item"]["ndcg@10"]), f(r["new_user"]["ndcg@10"]),
+             f(r["cost"]["seconds_per_1000_events"], 2), f(r["cost"]["retrain_seconds"], 0) if r["cost"]["retrain_seconds"] else "–"]
+            for name, r in policies.items()]
+    ev = policies["frozen"]
+    return md(["policy (one seed)", f"NDCG@10 all ({ev['all']['events']:,} events)", "HR@10 all", f"NDCG@10 returning users ({ev['known_user_known_item']['events']:,})",
+               f"NDCG@10 new users ({ev['new_user']['events']:,})", "s / 1,000 events", "s retraining"], rows)
+
+
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
