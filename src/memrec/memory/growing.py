@@ -76,14 +76,10 @@ class GrowingNeighbours:
         """Make the searched memory hold every owner's entries so far (values filled in from their logs)."""
         owners = [o for o in self.keys if len(self.keys[o])]
         keys = torch.cat([self.keys[o] for o in owners])
-        values = torch.full((len(keys), self.horizon), -1, dtype=torch.int64)
-        row = 0
-        for o in owners:
-            log = self.logs[o]
-            for t in range(self.starts[o], self.starts[o] + len(self.keys[o])):
-                after = log[t:t + self.horizon]
-                values[row, :len(after)] = torch.tensor(after, dtype=torch.int64)
-                row += 1
+        ahead = np.arange(self.horizon)[None, :]  # (1, H)
+        values = torch.from_numpy(np.concatenate([  # (M, H): each entry's next H items, -1 past the end of the log
+            np.asarray(self.logs[o] + [-1] * self.horizon, dtype=np.int64)[np.arange(self.starts[o], self.starts[o] + len(self.keys[o]))[:, None] + ahead]
+            for o in owners]))
         owner_ids = torch.cat([torch.full((len(self.keys[o]),), o, dtype=torch.int64) for o in owners])
         memory = NeighbourMemory()
         memory.build(keys, values, owner_ids)
