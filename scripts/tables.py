@@ -375,13 +375,16 @@ def assist_deterministic():
 
 @table
 def grpo_cpu():
-    d, rows = J("grpo_cpu"), []
-    for parser, results in (("as trained", d), ("refusing the copied example", d.get("rescored", {}))):
+    rows = []
+    runs = (("grpo_cpu", "", "run 1: a copied format example accepted"), ("grpo_cpu", "rescored", "run 1 read again: the copy refused"),
+            ("grpo_cpu-strict", "", "run 2: the copy refused in training too"))
+    for name, part, label in runs:
+        d = J(name)
         for when in ("before", "after"):
-            for mode, x in results.get(when, {}).items():
-                rows.append([f"after GRPO ({d['training']['steps']} steps)" if when == "after" else "before GRPO", f"{mode}, {parser}",
+            for mode, x in (d[part] if part else d)[when].items():
+                rows.append([label, f"after {d['training']['steps']} steps" if when == "after" else "before", mode,
                              f(100 * x["format_valid"], 1) + "%", f(100 * x["memory_call"], 1) + "%", f(x["R@10"], 3), f(x["R@100"], 3), f(x["N@100"], 3)])
-    return md(["policy", "decoding, parser", "format-valid", "memory call", "R@10", "R@100", "N@100"], rows)
+    return md(["run", "policy", "decoding", "format-valid", "memory call", "R@10", "R@100", "N@100"], rows)
 
 
 @table
