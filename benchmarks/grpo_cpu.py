@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     before = rates(HFGenerator(repetition_penalty=1.0))
     print(f"before: {json.dumps({m: {k: v for k, v in r.items() if k != 'answers'} for m, r in before.items()})}", flush=True)
-    out.with_suffix(".before.json").write_text(json.dumps(before, indent=1))  # kept if training is stopped
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    (Path(args.work) / "before.json").write_text(json.dumps(before, indent=1))  # kept if training is stopped
     rl = RLConfig(num_generations=args.num_generations, learning_rate=args.lr, max_steps=args.steps, max_completion_length=args.max_new_tokens,
                   temperature=args.temperature, partial_credit=False, device="cpu", seed=42,
                   train_layers=args.train_layers)
