@@ -43,7 +43,7 @@ ROWS = {  # name: (what differs from memrec's frozen SASRec, its overrides)
     "baseline": ("memrec SASRec (frozen config): one window per user, every position trained, positions from the start", []),
     "from-end": ("positions counted from the end: the last item always at embedding max_len - 1 (Kang's left-padded SASRec, BSARec)",
                  ["--model_config.positions=from_end"]),
-    "prefixes": ("one sample per target, trained at its last position only (BSARec / FMLP-Rec samples), positions from the start",
+    "prefixes": ("one sample per target, trained at its last position only (BSARec's samples), positions from the start",
                  ["--train.train_windows=prefixes"]),
     "prefixes-from-end": ("both: BSARec's training recipe on memrec's SASRec",
                           ["--train.train_windows=prefixes", "--model_config.positions=from_end"]),
@@ -190,8 +190,9 @@ def main() -> None:
             r.pop("test")  # test only for the row chosen on validation
     report = {"dataset": "beauty", "protocol": "leave-one-out, full ranking over 12,101 items, history masked, pessimistic ties; seed 42",
               "chosen_on_validation": chosen, "rows": rows, "epoch_costs": costs}
-    report["ties"] = tie_effect(folders[args.ties], args.data_dir) if args.ties else before.get("ties")
-    report["neighbours"] = neighbours_on_top(folders[args.neighbours], args.data_dir) if args.neighbours else before.get("neighbours")
+    report["ties"] = {"row": args.ties, **tie_effect(folders[args.ties], args.data_dir)} if args.ties else before.get("ties")
+    report["neighbours"] = ({"row": args.neighbours, **neighbours_on_top(folders[args.neighbours], args.data_dir)} if args.neighbours
+                            else before.get("neighbours"))
     report["markdown"] = markdown_table(
         ["row", "change", "valid NDCG@10", "valid HR@10", "best epoch / epochs", "epoch cost (x baseline)", "valid NDCG@10 within the baseline's work"],
         [[r["row"], r["change"], r["valid"]["ndcg@10"], r["valid"]["hit@10"], f"{r['best_epoch']} / {r['epochs']}",

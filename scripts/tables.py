@@ -422,12 +422,12 @@ def backbone_checks():
     rows = []
     if d.get("ties"):
         t = d["ties"]
-        rows.append(["ties: the chosen row's validation scores ranked pessimistically / optimistically",
+        rows.append([f"ties: `{t['row']}`'s validation scores ranked pessimistically / optimistically",
                      f"{f(t['valid_ndcg@10_pessimistic'])} / {f(t['valid_ndcg@10_optimistic'])}",
                      f"{f(100 * t['users_with_a_tied_target'], 3)}% of users have a tied target"])
     if d.get("neighbours"):
         n = d["neighbours"]
-        rows.append(["neighbour memory on the chosen row's weights: test NDCG@10 / HR@10 without -> with",
+        rows.append([f"neighbour memory on `{n['row']}`'s weights: test NDCG@10 / HR@10 without -> with",
                      f"{nh(n['test_without'])} -> {nh(n['test_with'])}",
                      f"{n['test_ndcg@10_relative_gain']}, paired 95% {ci(n['test_ndcg@10_gain_ci95'])}; chosen on validation {n['chosen']}"])
     for row, c in (d.get("epoch_costs") or {}).items():
