@@ -425,8 +425,7 @@ def backbone_checks():
         rows.append([f"ties: `{t['row']}`'s validation scores ranked pessimistically / optimistically",
                      f"{f(t['valid_ndcg@10_pessimistic'])} / {f(t['valid_ndcg@10_optimistic'])}",
                      f"{f(100 * t['users_with_a_tied_target'], 3)}% of users have a tied target"])
-    if d.get("neighbours"):
-        n = d["neighbours"]
+    for n in (d[key] for key in ("neighbours", "neighbours_on_prefixes_from_end") if d.get(key)):
         rows.append([f"neighbour memory on `{n['row']}`'s weights: test NDCG@10 / HR@10 without -> with",
                      f"{nh(n['test_without'])} -> {nh(n['test_with'])}",
                      f"{n['test_ndcg@10_relative_gain']}, paired 95% {ci(n['test_ndcg@10_gain_ci95'])}; chosen on validation {n['chosen']}"])
