@@ -47,6 +47,20 @@ def test_a_study_refuses_another_space_in_the_same_folder(tmp_path):
     assert done.returncode == 2 and "holds a study of another space" in done.stderr
 
 
+def test_every_models_declared_space_names_real_settings():
+    from memrec.models import MODELS
+
+    for name in MODELS:
+        space = search_space(name)
+        base = RunConfig.from_dict({"model": name})
+        for key, spec in space.items():  # each value a config accepts: an unknown or refused key raises
+            values = spec if isinstance(spec, list) else [spec["low"], spec["high"]]
+            for value in values:
+                assert configured(base, {key: value}).to_dict()[key.split(".")[0]][key.split(".")[1]] == value
+    assert search_space("sasrec")["train.train_windows"] == ["all", "prefixes"]
+    assert "train.train_windows" not in search_space("ramrec")  # its banks are written from whole windows
+
+
 def test_spaces_are_checked_before_any_training():
     assert {"train.lr", "model_config.hidden_size", "model_config.bank_capacity"} <= set(search_space("ramrec"))
     base = RunConfig.from_dict({"model": "sasrec"})

@@ -1,7 +1,8 @@
 """``memrec tune``: search a model's settings with Optuna, on validation only.
 
 **The space**: the training keys of :data:`TRAIN_SPACE` plus the model config class's ``search_space``
-(each model declares its own), or a YAML file of the same form. A key is a dotted run-config key; its
+(each model declares its own: a plain key is a ``model_config`` setting, a dotted one such as
+``train.train_windows`` a run-config key), or a YAML file of the same form. A key is a dotted run-config key; its
 spec is a list (one of these values) or a range ``{low, high}`` (integers when both bounds are, ``log:
 true`` for a log scale)::
 
@@ -42,6 +43,8 @@ def search_space(model: str, path: str | Path | None = None) -> dict:
     Example:
         >>> sorted(search_space("sasrec"))[:3]
         ['model_config.dropout', 'model_config.hidden_size', 'model_config.num_layers']
+        >>> search_space("sasrec")["train.train_windows"]
+        ['all', 'prefixes']
     """
     from memrec.models import model_class
 
@@ -49,7 +52,7 @@ def search_space(model: str, path: str | Path | None = None) -> dict:
         space = load_yaml(path)
     else:
         declared = getattr(model_class(model).config_class, "search_space", {})
-        space = {**TRAIN_SPACE, **{f"model_config.{key}": spec for key, spec in declared.items()}}
+        space = {**TRAIN_SPACE, **{key if "." in key else f"model_config.{key}": spec for key, spec in declared.items()}}
     if not space:
         raise ConfigError(f"the search space{f' in {path}' if path else ''} is empty: give at least one key")
     for key, spec in space.items():

@@ -35,7 +35,7 @@ class BSARecConfig:
 
     search_space: ClassVar[dict] = {  # what memrec tune searches (with the learning rate and weight decay)
         "alpha": {"low": 0.1, "high": 0.9}, "cutoff": [1, 3, 5, 7, 9], "dropout": {"low": 0.1, "high": 0.5},
-    }
+    }  # train_windows stays prefixes (its recipe and fast path): not searched
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0 or self.cutoff < 0:

@@ -65,7 +65,8 @@ class RAMRecConfig(SASRecConfig):
     recency_scale: float = 1000.0
     public_code_mode: bool = False  # ablation: pooled single vector, untrained fusion, no memory in training
 
-    search_space: ClassVar[dict] = {**SASRecConfig.search_space, "k_max": [10, 20, 40], "bank_capacity": [50, 100, 200]}
+    search_space: ClassVar[dict] = {**{k: v for k, v in SASRecConfig.search_space.items() if k != "train.train_windows"},  # banks are written from whole windows
+                                    "k_max": [10, 20, 40], "bank_capacity": [50, 100, 200]}
 
 
 class MemoryCrossAttention(nn.Module):

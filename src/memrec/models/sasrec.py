@@ -29,6 +29,7 @@ class SASRecConfig:
     search_space: ClassVar[dict] = {  # what memrec tune searches (with the learning rate and weight decay)
         "hidden_size": [32, 64, 128], "num_layers": {"low": 1, "high": 3}, "dropout": {"low": 0.1, "high": 0.5},
         "positions": ["from_start", "from_end"],
+        "train.train_windows": ["all", "prefixes"],  # a dotted key is a run-config key (docs/backbone.md: prefixes lift Beauty)
     }
 
     def __post_init__(self):
