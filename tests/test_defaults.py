@@ -22,16 +22,23 @@ def clicks(tmp_path):
 def test_the_rules_follow_the_statistics():
     sparse = data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9})
     dense = data_defaults({"users": 943, "interactions": 100_000, "avg_sequence_length": 106.0})
-    assert sparse == {"model_config": {"dropout": 0.5}, "train": {"batch_size": 256, "patience": 10, "eval_every": 2}}
-    assert dense == {"model_config": {"dropout": 0.2}, "train": {"batch_size": 64, "patience": 15, "eval_every": 1}}
+    assert sparse == {"model_config": {"dropout": 0.5}, "train": {"batch_size": 256, "patience": 10, "eval_every": 2, "train_windows": "prefixes"}}
+    assert dense == {"model_config": {"dropout": 0.2}, "train": {"batch_size": 64, "patience": 15, "eval_every": 1, "train_windows": "all"}}
 
 
 def test_no_model_gives_the_recommended_configuration_with_settings_from_the_data(clicks):
     said = []
     cfg = run_config(None, str(clicks), log=said.append)
     assert (cfg.model, cfg.memory.neighbours.enabled) == ("sasrec", True)
-    assert (cfg.model_config.dropout, cfg.train.batch_size, cfg.train.patience) == (0.5, 64, 15)
-    assert "from the data's statistics" in said[0] and "dropout=0.5" in said[0]
+    assert (cfg.model_config.dropout, cfg.train.batch_size, cfg.train.patience, cfg.train.train_windows) == (0.5, 64, 15, "prefixes")
+    assert "from the data's statistics" in said[0] and "dropout=0.5" in said[0] and "train_windows=prefixes" in said[0]
+
+
+def test_the_training_samples_rule_only_reaches_models_that_search_them(clicks):
+    assert run_config("sasrec", str(clicks)).train.train_windows == "prefixes"
+    assert run_config("ramrec", str(clicks)).train.train_windows == "all"  # its banks are written from whole windows
+    assert run_config("gru4rec", str(clicks)).train.train_windows == "all"  # not measured there
+    assert run_config("sasrec", str(clicks), overrides=["train.train_windows=last"]).train.train_windows == "last"  # the user wins
 
 
 def test_what_the_user_gives_wins_over_the_rules(clicks):

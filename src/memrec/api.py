@@ -276,9 +276,10 @@ def _with_data_defaults(cfg, recommended: bool, log: Callable | None):
     from memrec.defaults import RECOMMENDED_MODEL, apply_data_defaults
 
     raw = cfg.to_dict()
-    chosen = apply_data_defaults(raw, load_dataset(cfg.data).stats())
     if recommended:
         raw["model"] = RECOMMENDED_MODEL
+    chosen = apply_data_defaults(raw, load_dataset(cfg.data).stats())
+    if recommended:
         raw["memory"]["neighbours"]["enabled"] = True
         chosen.append("memory.neighbours.enabled=true")
     if log:
