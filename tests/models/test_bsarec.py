@@ -51,6 +51,20 @@ def test_padding_is_never_read_and_the_filter_changes_the_state():
     assert not torch.allclose(m.encode_last(items, last), sasrec_like.encode_last(items, last), atol=1e-3)
 
 
+def test_the_last_block_computed_at_the_last_position_alone_equals_the_whole_stack():
+    m = model(num_layers=3)
+    items, last = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9], [2, 0, 0, 0]]), torch.tensor([2, 3, 0])
+    rows = m.left_aligned(items, last)
+    x = m.norm(m.item_emb(rows) + m.pos_emb.weight)  # eval: no dropout
+    for block, frequency in zip(m.encoder.blocks, m.filters):  # BSARec's stack, every position of every block
+        attended = block.norm1(x + block.attn.out(block.attn.mix(x, rows > 0)))
+        y = m.config.alpha * frequency(x) + (1 - m.config.alpha) * attended
+        x = block.norm2(y + block.ff(y))
+    assert torch.allclose(m.encode_last(items, last), x[:, -1], atol=1e-5)
+    layer = m.filters[0]
+    assert torch.allclose(layer.forward_last(x), layer(x)[:, -1], atol=1e-6)
+
+
 def test_prefix_training_lowers_the_loss():
     windows = training_windows([np.arange(1, 9), np.arange(10, 16)], max_len=8, mode="prefixes")
     batch = next(TrainBatches(windows, batch_size=32, last_only=True).epoch(0))

@@ -73,12 +73,16 @@ class BSARec(SASRec):
         rows = self.left_aligned(items, last)  # (B, M)
         real = rows > 0
         x = self.dropout(self.norm(self.item_emb(rows) + self.pos_emb.weight))  # (B, M, d)
-        alpha = self.config.alpha
-        for block, frequency in zip(self.encoder.blocks, self.filters):
+        alpha, blocks = self.config.alpha, list(zip(self.encoder.blocks, self.filters))
+        for block, frequency in blocks[:-1]:  # every position, as the next block reads them all
             attended = block.norm1(block._add(x, block.attn.out, block.attn.mix(x, real)))  # (B, M, d)
             y = alpha * frequency(x) + (1 - alpha) * attended
             x = block.norm2(block._add(y, block.ff[3], block._inner(y)))
-        return x[:, -1]  # (B, d)
+        block, frequency = blocks[-1]  # the last block: only the last position is read
+        end = torch.full((len(rows),), rows.size(1) - 1)  # (B,)
+        attended = block.norm1(block._add(x[:, -1], block.attn.out, block.attn.mix_at(x, end, real)))  # (B, d)
+        y = alpha * frequency.forward_last(x) + (1 - alpha) * attended
+        return block.norm2(block._add(y, block.ff[3], block._inner(y)))  # (B, d)
 
     def encode_positions(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """State at every position, each from the prefix that ends there: (B, L) -> (B, L, d)."""

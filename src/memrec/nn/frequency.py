@@ -42,3 +42,8 @@ class FrequencyFilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, d)
         low = self.low_pass(x)
         return self.norm(x + self.dropout(low + self.sqrt_beta**2 * (x - low)))
+
+    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[:, -1]`` with the work after the filter done for the last position only: (B, L, d) -> (B, d)."""
+        low, last = self.low_pass(x)[:, -1], x[:, -1]  # (B, d) each
+        return self.norm(last + self.dropout(low + self.sqrt_beta.view(-1) ** 2 * (last - low)))

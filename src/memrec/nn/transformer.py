@@ -88,14 +88,18 @@ class CausalSelfAttention(nn.Module):
         y = causal_attention(q, k, v, self.dropout if self.training else 0.0, real)
         return y.transpose(1, 2).reshape(b, length, d)
 
-    def mix_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """:meth:`mix` for one query position per row: x (B, L, d), last (B,) -> (B, d)."""
+    def mix_at(self, x: torch.Tensor, last: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`mix` for one query position per row: x (B, L, d), last (B,) -> (B, d); ``real`` (B, L)
+        as in :meth:`mix` (padding keys of left-padded rows hidden)."""
         b, length, d = x.shape
         h = self.heads
         query = x[torch.arange(b), last]  # (B, d)
         q = linear(query, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, h, 1, d // h)
         k, v = linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, length, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        visible = (torch.arange(length) <= last[:, None])[:, None, None, :]  # (B, 1, 1, L): keys 0..last
+        visible = torch.arange(length) <= last[:, None]  # (B, L): keys 0..last
+        if real is not None:
+            visible = visible & (real | (torch.arange(length) == last[:, None]))  # a query always sees itself, as in mix
+        visible = visible[:, None, None, :]  # (B, 1, 1, L)
         if self.training and self.dropout > 0:  # training on one position per row (train_windows: prefixes)
             weights = (q @ k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).masked_fill_(~visible, float("-inf")).softmax(-1)  # (B, h, 1, L)
             return ((weights * dropout_mask(weights.shape, self.dropout)) @ v).reshape(b, d)
