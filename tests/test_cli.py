@@ -72,7 +72,8 @@ def test_datasets_lists_and_describes(shared_data, capsys):
     assert main(["datasets"]) == 0
     assert "ml-100k: MovieLens 100K" in capsys.readouterr().out
     assert main(["datasets", "lastfm", "--data-dir", str(shared_data)]) == 0
-    assert '"users": 1090' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '"users": 1090' in out and '"prefix_positions": 1705818' in out and '"train_windows": "prefixes"' in out
     assert main(["datasets", "nope"]) == 2
 
 

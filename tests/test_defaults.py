@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from memrec.api import run_config
-from memrec.defaults import data_defaults
+from memrec.defaults import data_defaults, prefix_positions
 
 
 @pytest.fixture
@@ -20,8 +20,8 @@ def clicks(tmp_path):
 
 
 def test_the_rules_follow_the_statistics():
-    sparse = data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9})
-    dense = data_defaults({"users": 943, "interactions": 100_000, "avg_sequence_length": 106.0})
+    sparse = data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9, "prefix_positions": 1_100_000})
+    dense = data_defaults({"users": 943, "interactions": 100_000, "avg_sequence_length": 106.0, "prefix_positions": 3_810_000})
     assert sparse == {"model_config": {"dropout": 0.5}, "train": {"batch_size": 256, "patience": 10, "eval_every": 2, "train_windows": "prefixes"}}
     assert dense == {"model_config": {"dropout": 0.2}, "train": {"batch_size": 64, "patience": 15, "eval_every": 1, "train_windows": "all"}}
 
@@ -32,6 +32,25 @@ def test_no_model_gives_the_recommended_configuration_with_settings_from_the_dat
     assert (cfg.model, cfg.memory.neighbours.enabled) == ("sasrec", True)
     assert (cfg.model_config.dropout, cfg.train.batch_size, cfg.train.patience, cfg.train.train_windows) == (0.5, 64, 15, "prefixes")
     assert "from the data's statistics" in said[0] and "dropout=0.5" in said[0] and "train_windows=prefixes" in said[0]
+
+
+def test_prefix_positions_count_what_an_epoch_of_prefixes_encodes():
+    import numpy as np
+
+    from memrec.data.batching import training_windows
+
+    lengths = [3, 5, 9, 30]
+    sequences = [np.arange(1, n - 1) for n in lengths]  # leave-one-out: the last two items are held out
+    windows = training_windows(sequences, max_len=8, mode="prefixes")
+    assert prefix_positions(lengths, max_len=8) == sum(len(w) - 1 for _, _, w in windows)  # inputs of every sample
+
+
+def test_long_sequences_keep_prefixes_while_an_epoch_stays_affordable():
+    long_small = {"users": 1_090, "interactions": 52_551, "avg_sequence_length": 48.2, "prefix_positions": 1_710_000}  # LastFM
+    long_large = {"users": 943, "interactions": 100_000, "avg_sequence_length": 106.0, "prefix_positions": 3_810_000}  # ML-100K
+    assert data_defaults(long_small)["train"]["train_windows"] == "prefixes"
+    assert data_defaults(long_large)["train"]["train_windows"] == "all"
+    assert data_defaults(long_small)["model_config"]["dropout"] == 0.2
 
 
 def test_the_training_samples_rule_only_reaches_models_that_search_them(clicks):

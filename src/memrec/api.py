@@ -273,12 +273,14 @@ def _with_data_defaults(cfg, recommended: bool, log: Callable | None):
     ``recommended`` (no model named), memrec's recommended configuration: SASRec with the neighbour memory."""
     from memrec.config import RunConfig
     from memrec.data import load_dataset
-    from memrec.defaults import RECOMMENDED_MODEL, apply_data_defaults
+    from memrec.defaults import RECOMMENDED_MODEL, apply_data_defaults, prefix_positions
 
     raw = cfg.to_dict()
     if recommended:
         raw["model"] = RECOMMENDED_MODEL
-    chosen = apply_data_defaults(raw, load_dataset(cfg.data).stats())
+    ds = load_dataset(cfg.data)
+    stats = {**ds.stats(), "prefix_positions": prefix_positions([len(s) for s in ds.sequences], cfg.data.max_len)}
+    chosen = apply_data_defaults(raw, stats)
     if recommended:
         raw["memory"]["neighbours"]["enabled"] = True
         chosen.append("memory.neighbours.enabled=true")

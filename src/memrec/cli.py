@@ -41,8 +41,12 @@ def cmd_datasets(args) -> None:
                     raise  # a data set the user named must be there
                 print(f"  not available: {exc}")
                 continue
+            from memrec.defaults import data_defaults, prefix_positions
+
+            stats = {**ds.stats(), "prefix_positions": prefix_positions([len(s) for s in ds.sequences], DataConfig().max_len)}
             print("  " + ds.report())
-            print("  " + json.dumps(ds.stats()))
+            print("  " + json.dumps(stats))  # prefix_positions at the default max_len (docs/defaults.md)
+            print("  settings for a model without a frozen config (docs/defaults.md): " + json.dumps(data_defaults(stats)))
 
 
 def build_run_config(args, extra: list[str]):

@@ -11,13 +11,11 @@ setting               rule                                             why (the 
 model_config.dropout  0.5 when the mean sequence is shorter than 20,   the sparse Amazon sets (5-9 items
                       else 0.2                                         per user) need 0.5; ML-100K 0.2
                                                                        (LastFM, 48: 0.2 beat 0.5 on validation)
-train.train_windows   prefixes when the mean sequence is shorter       one sample per target beat one window
-                      than 20, else all; only for models that search   per user on Beauty and Sports
-                      it (SASRec)                                      validation; its cost grows with the
-                                                                       square of the sequence length
-train.batch_size      64 below 5,000 users, else 256                   few users: more steps per epoch
-train.patience        15 below 5,000 users, else 10                    small data: noisier validation
-train.eval_every      2 above 150,000 interactions, else 1             validation costs as much as an epoch
+train.train_windows   prefixes when an epoch of them encodes at most   one sample per target beat one window
+                      2 million item positions, else all; only for     per user on Beauty, Sports and LastFM
+                      the models that search it (SASRec)               validation; positions per epoch grow
+                                                                       with the square of the sequence
+                                                                       (LastFM 1.7M, ML-100K 3.8M)
 ====================  ===============================================  =================================
 
 Without ``--model`` memrec trains its recommended configuration: SASRec with the neighbour memory
@@ -26,29 +24,43 @@ setting given on the command line (``--train.batch_size=...``), in ``--config`` 
 always wins over these rules.
 
 Example:
-    >>> rules = data_defaults({"users": 900, "interactions": 100_000, "avg_sequence_length": 106.0})
+    >>> rules = data_defaults({"users": 900, "interactions": 100_000, "avg_sequence_length": 106.0, "prefix_positions": 3_810_000})
     >>> rules["model_config"], rules["train"]
     ({'dropout': 0.2}, {'batch_size': 64, 'patience': 15, 'eval_every': 1, 'train_windows': 'all'})
-    >>> data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9})["model_config"]
+    >>> data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9, "prefix_positions": 1_100_000})["model_config"]
     {'dropout': 0.5}
+    >>> prefix_positions([4, 6, 60], max_len=50)  # targets after the first: 1; 1 + 2 + 3; 1 + ... + 50 + 7 x 50
+    1632
 """
 from __future__ import annotations
+
+import numpy as np
 
 RECOMMENDED_MODEL = "sasrec"  # with the neighbour memory: memrec's recommended configuration
 SHORT_SEQUENCES = 20.0  # mean items per user below which dropout is 0.5
 FEW_USERS = 5_000
 MANY_INTERACTIONS = 150_000
+PREFIX_BUDGET = 2_000_000  # item positions per epoch of prefix samples (LastFM's 1.7M: about a minute on one core)
+
+
+def prefix_positions(lengths, max_len: int) -> int:
+    """Item positions one epoch of prefix samples encodes (``train.train_windows: prefixes``): every
+    training target after the first, with up to ``max_len`` items before it; leave-one-out keeps each
+    user's last two items apart. ``lengths``: items per user."""
+    targets = np.maximum(np.asarray(lengths, dtype=np.int64) - 3, 0)  # (U,)
+    full = np.minimum(targets, max_len)  # targets that see fewer than max_len items count 1, 2, ...
+    return int((full * (full + 1) // 2 + (targets - full) * max_len).sum())
 
 
 def data_defaults(stats: dict) -> dict[str, dict]:
-    """The settings the rules above give for a data set's statistics (``SequenceDataset.stats()``),
-    by config section."""
+    """The settings the rules above give for a data set's statistics (``SequenceDataset.stats()`` and
+    :func:`prefix_positions` as ``prefix_positions``), by config section."""
     few_users, short = stats["users"] < FEW_USERS, stats["avg_sequence_length"] < SHORT_SEQUENCES
     return {
         "model_config": {"dropout": 0.5 if short else 0.2},
         "train": {"batch_size": 64 if few_users else 256, "patience": 15 if few_users else 10,
                   "eval_every": 2 if stats["interactions"] > MANY_INTERACTIONS else 1,
-                  "train_windows": "prefixes" if short else "all"},
+                  "train_windows": "prefixes" if stats["prefix_positions"] <= PREFIX_BUDGET else "all"},
     }
 
 
