@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKED = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
-DATA = {"ml-100k": "ML-100K", "beauty": "Beauty", "sports": "Sports", "amazon-scientific": "Scientific"}
+DATA = {"ml-100k": "ML-100K", "beauty": "Beauty", "sports": "Sports", "amazon-scientific": "Scientific", "lastfm": "LastFM"}
 MODEL = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "ramrec": "RAMRec", "ur4rec-moe": "UR4Rec-MoE-Memory",
          "memory-moe": "Memory-Enhanced MoE"}
 TABLES = {}
@@ -432,6 +432,46 @@ def backbone_checks():
     for row, c in (d.get("epoch_costs") or {}).items():
         rows.append([f"epoch cost of `{row}`, timed side by side", f"{f(c['seconds_per_epoch'], 0)} s", f"{f(c['relative_to_baseline'], 1)} x baseline, {c['batches_per_epoch']} batches"])
     return md(["check", "figure", "note"], rows)
+
+
+# issue 19's table: per data set, memrec's rows as (label, results JSON, model) of a neighbour benchmark's
+# summary (the same weights without and with the neighbour memory), or a runs.json id for a backbone alone
+SOTA_ROWS = {
+    "beauty": [("SASRec, one window per user", "neighbours-every-model", "sasrec"), ("SASRec, prefixes", "neighbours-prefixes-beauty", "sasrec")],
+    "sports": [("SASRec, one window per user", "neighbours-every-model", "sasrec"), ("SASRec, prefixes", "neighbours-prefixes-sports", "sasrec")],
+    "lastfm": [("SASRec, settings from the data's statistics", "neighbours-lastfm", "sasrec")],
+    "amazon-scientific": [("SASRec, one window per user", "runs:sasrec-amazon-scientific/3-seeds", None),
+                          ("UR4Rec-MoE-Memory", "neighbours-every-model", "ur4rec-moe")],
+    "ml-100k": [("SASRec, one window per user", "runs:sasrec-ml-100k/3-seeds", None)],
+}
+
+
+@table
+def sota():
+    pub = J("published-sota")
+    rows = []
+    for ds, entries in SOTA_ROWS.items():
+        best = pub["best"].get(ds)
+        for label, source, model in entries:
+            if source.startswith("runs:"):
+                r = run(source[5:])
+                without, with_, gain, seeds = f(r["test"]["ndcg@10"]), "not measured", "-", len(r["seeds"])
+                top = r["test"]["ndcg@10"]["mean"]
+            elif (RESULTS / f"{source}.json").exists():
+                s = next(x for x in J(source)["summary"] if x["dataset"] == ds and x["model"] == model)
+                without, with_ = mean_std(s["test_without"], "ndcg@10"), mean_std(s["test_with"], "ndcg@10")
+                gain = pct(s["test_with"]["ndcg@10"]["mean"], s["test_without"]["ndcg@10"]["mean"]) + (
+                    f" {ci(s['test_ndcg@10_gain_ci95'])}" if s.get("test_ndcg@10_gain_ci95") else "")
+                seeds, top = len(s["seeds"]), max(s["test_with"]["ndcg@10"]["mean"], s["test_without"]["ndcg@10"]["mean"])
+            else:
+                continue  # not run yet
+            variant = pub["sasrec_variants"].get(ds)
+            rows.append([DATA[ds], label, seeds, without, with_, gain,
+                         f"{f(best['ndcg@10'])} ({best['model']})" if best else "-",
+                         f"{f(variant['ndcg@10'])} ({variant['model']})" if variant else "-",
+                         ("**yes**" if top > best["ndcg@10"] else f"no ({pct(top, best['ndcg@10'])})") if best else "-"])
+    return md(["data set", "memrec", "seeds", "test NDCG@10 without memory", "with the neighbour memory", "memory's gain, paired 95%",
+               "best published", "published SASRec variant", "best published beaten"], rows)
 
 
 @table
