@@ -38,6 +38,19 @@ def test_a_study_prunes_resumes_and_writes_the_best_config(tmp_path):
     assert again[f"best_valid_ndcg@10"] >= first["best_valid_ndcg@10"]
 
 
+def test_a_trial_left_running_by_a_killed_process_is_failed_and_run_again(tmp_path):
+    import optuna
+
+    (tmp_path / "space.yaml").write_text("model_config.hidden_size: [8]\n")
+    tune(tmp_path, 1)
+    study = optuna.load_study(study_name="memrec", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+    study.ask()  # what a process killed during a trial leaves behind: a trial still RUNNING
+    again = tune(tmp_path, 2)
+    states = [t.state.name for t in optuna.load_study(study_name="memrec", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}").trials]
+    assert states.count("RUNNING") == 0 and states.count("FAIL") == 1
+    assert again["complete"] + again["pruned"] == 2  # the failed trial does not count: two finished, as asked
+
+
 def test_a_study_refuses_another_space_in_the_same_folder(tmp_path):
     (tmp_path / "space.yaml").write_text("model_config.hidden_size: [8]\n")
     tune(tmp_path, 1)

@@ -15,7 +15,8 @@ a trial below the median of the earlier trials at the same epoch (after ``startu
 The test split is never read.
 
 **The study** lives in ``OUTPUT/study.db`` (SQLite): the same command again resumes it, the trials
-already run counting towards ``trials``. Each finished study writes ``trials.csv``, ``tune.png``
+already finished (complete or pruned) counting towards ``trials``; a trial left running by a process
+that was stopped is marked failed and run again (one ``memrec tune`` per folder at a time). Each finished study writes ``trials.csv``, ``tune.png``
 (validation NDCG@10 per trial, best so far) and ``best.yaml``, the best trial's full run config:
 ``memrec train --config OUTPUT/best.yaml`` trains it (then, and only then, tested).
 """
@@ -167,7 +168,11 @@ def tune(base: RunConfig, output: str | Path, trials: int = 20, minutes: float |
         log(f"trial {trial.number:3d}  {trial.state.name.lower():8s}  valid {METRIC} "
             f"{(trial.value if trial.value is not None else (trial.intermediate_values or {0: 0.0})[max(trial.intermediate_values or [0])]):.4f}  {trial.params}")
 
-    remaining = trials - len(study.trials)
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # a study has one writer: a trial left running was killed
+        log(f"trial {stale.number:3d}  failed    (left running by a process that stopped; run again)")
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, timeout=None if minutes is None else 60 * minutes, callbacks=[progress], catch=())
     return write_results(study, base, space, out, log)
