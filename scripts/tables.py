@@ -209,7 +209,7 @@ def ramrec_neighbours():
     rows = [
         ["ML-100K (3 seeds)", nh(run("sasrec-ml-100k/3-seeds")["test"]), nh(run("ramrec-ml-100k/3-seeds")["test"]),
          "the same (not used)", nh(pub["ml-100k"]), chosen(run("ramrec-ml-100k")), gains(run("ramrec-ml-100k/3-seeds"))],
-        ["Beauty", nh(run("sasrec-beauty")["test"]), nh(run("ramrec-beauty")["test"]),
+        ["Beauty", nh(run("sasrec-beauty/one-window")["test"]), nh(run("ramrec-beauty")["test"]),
          nh(off["beauty"]) + " (same weights, memory off)", nh(pub["beauty"]), chosen(run("ramrec-beauty")), gains(run("ramrec-beauty"))],
         ["Scientific (3 seeds)", nh(run("sasrec-amazon-scientific/3-seeds")["test"]), nh(run("ramrec-amazon-scientific/3-seeds")["test"]),
          nh(run("ramrec-amazon-scientific/no-neighbours")["test"]) + " (seed 42, `--memory off`)", "-",
@@ -259,7 +259,7 @@ def ramrec_memories():
 @table
 def memory_moe():
     rows = []
-    for ds, moe, sas in (("ml-100k", "memory-moe-ml-100k/3-seeds", "sasrec-ml-100k/3-seeds"), ("beauty", "memory-moe-beauty", "sasrec-beauty"),
+    for ds, moe, sas in (("ml-100k", "memory-moe-ml-100k/3-seeds", "sasrec-ml-100k/3-seeds"), ("beauty", "memory-moe-beauty", "sasrec-beauty/one-window"),
                          ("amazon-scientific", "memory-moe-amazon-scientific/3-seeds", "sasrec-amazon-scientific/3-seeds")):
         rows.append([DATA[ds], len(run(moe)["seeds"]), nh(run(moe)["test"]), nh(run(sas)["test"])])
     return md(["data", "seeds", "memory-moe", "SASRec"], rows)
@@ -403,7 +403,7 @@ def backbone_ablation():
              f(cost[r["row"]]["relative_to_baseline"], 1) if r["row"] in cost else "-",
              f(r["valid_ndcg@10_within_baseline_work"]) if r.get("valid_ndcg@10_within_baseline_work") else "-",
              nh(r["test"]) if "test" in r else "-"] for r in d["rows"]]
-    return md(["row", "what differs from the frozen SASRec", "valid NDCG@10", "valid HR@10", "best epoch / epochs run",
+    return md(["row", "what differs from the one-window SASRec", "valid NDCG@10", "valid HR@10", "best epoch / epochs run",
                "epoch cost (x baseline)", "valid NDCG@10 within the baseline's work", "test NDCG@10 / HR@10"], rows)
 
 
