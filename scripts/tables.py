@@ -214,7 +214,7 @@ def ramrec_neighbours():
         ["Scientific (3 seeds)", nh(run("sasrec-amazon-scientific/3-seeds")["test"]), nh(run("ramrec-amazon-scientific/3-seeds")["test"]),
          nh(run("ramrec-amazon-scientific/no-neighbours")["test"]) + " (seed 42, `--memory off`)", "-",
          chosen(run("ramrec-amazon-scientific/3-seeds")), gains(run("ramrec-amazon-scientific/3-seeds"))],
-        ["Sports", nh(run("sasrec-sports")["test"]), nh(run("ramrec-sports")["test"]),
+        ["Sports", nh(run("sasrec-sports/one-window")["test"]), nh(run("ramrec-sports")["test"]),
          nh(off["sports"]) + " (same weights, memory off)", nh(pub["sports"]), chosen(run("ramrec-sports")), gains(run("ramrec-sports"))],
     ]
     return md(["data", "SASRec", "RAMRec", "RAMRec without the neighbour memory", "published RAMRec", "chosen k / T / weight / decay",
@@ -437,10 +437,15 @@ def backbone_checks():
 # issue 19's table: per data set, memrec's rows as (label, results JSON, model) of a neighbour benchmark's
 # summary (the same weights without and with the neighbour memory), or a runs.json id for a backbone alone
 SOTA_ROWS = {
-    "beauty": [("SASRec, one window per user", "neighbours-every-model", "sasrec"), ("SASRec, prefixes", "neighbours-prefixes-beauty", "sasrec")],
-    "sports": [("SASRec, one window per user", "neighbours-every-model", "sasrec"), ("SASRec, prefixes", "neighbours-prefixes-sports", "sasrec")],
-    "lastfm": [("SASRec, settings from the data's statistics", "neighbours-lastfm", "sasrec")],
+    "beauty": [("SASRec, one window per user", "neighbours-every-model", "sasrec"),
+               ("SASRec, prefixes, 16 epochs", "neighbours-prefixes-beauty", "sasrec"),
+               ("SASRec, prefixes, to convergence (frozen config)", "neighbours-prefixes-converged-beauty", "sasrec")],
+    "sports": [("SASRec, one window per user", "neighbours-every-model", "sasrec"),
+               ("SASRec, prefixes, to convergence (frozen config)", "neighbours-prefixes-sports", "sasrec")],
+    "lastfm": [("SASRec, one window per user (the data rules before issue 19)", "neighbours-lastfm", "sasrec"),
+               ("SASRec, prefixes (the data rules now)", "neighbours-prefixes-lastfm", "sasrec")],
     "amazon-scientific": [("SASRec, one window per user", "runs:sasrec-amazon-scientific/3-seeds", None),
+                          ("SASRec, prefixes", "neighbours-prefixes-scientific", "sasrec"),
                           ("UR4Rec-MoE-Memory", "neighbours-every-model", "ur4rec-moe")],
     "ml-100k": [("SASRec, one window per user", "runs:sasrec-ml-100k/3-seeds", None)],
 }
