@@ -479,6 +479,28 @@ def sota():
                "best published", "published SASRec variant", "best published beaten"], rows)
 
 
+PREFIX_PAIRS = [  # (data set, one window per user, prefix samples): runs.json ids, seed 42
+    ("beauty", "sasrec-beauty/one-window", "sasrec-beauty"), ("sports", "sasrec-sports/one-window", "sasrec-sports"),
+    ("lastfm", "sasrec-lastfm/one-window/seed-42", "sasrec-lastfm/prefixes/seed-42"),
+    ("amazon-scientific", "sasrec-amazon-scientific", "sasrec-amazon-scientific/prefixes/seed-42"),
+    ("ml-100k", "sasrec-ml-100k", "sasrec-ml-100k/prefixes"),
+]
+
+
+@table
+def prefixes_everywhere():
+    rows = []
+    for ds, window, prefix in PREFIX_PAIRS:
+        if prefix not in J("runs")["runs"]:
+            continue
+        a, b = run(window), run(prefix)
+        rows.append([DATA[ds], f(a["valid"]["ndcg@10"]), f(b["valid"]["ndcg@10"]), pct(b["valid"]["ndcg@10"], a["valid"]["ndcg@10"]),
+                     f"{a['best_epoch']} / {a['epochs']}", f"{b['best_epoch']} / {b['epochs']}" + (" (time cap)" if b.get("capped") else ""),
+                     f(float(a["seconds_per_epoch"]), 1), f(float(b["seconds_per_epoch"]), 1)])
+    return md(["data set", "valid NDCG@10, one window per user", "prefixes", "change", "best epoch / epochs, one window",
+               "prefixes", "s / epoch, one window", "prefixes"], rows)
+
+
 @table
 def distributed():
     rows = []
