@@ -12,10 +12,12 @@ model_config.dropout  0.5 when the mean sequence is shorter than 20,   the spars
                       else 0.2                                         per user) need 0.5; ML-100K 0.2
                                                                        (LastFM, 48: 0.2 beat 0.5 on validation)
 train.train_windows   prefixes when an epoch of them encodes at most   one sample per target beat one window
-                      2 million item positions, else all; only for     per user on Beauty, Sports and LastFM
-                      the models that search it (SASRec)               validation; positions per epoch grow
-                                                                       with the square of the sequence
-                                                                       (LastFM 1.7M, ML-100K 3.8M)
+                      10 million item positions, else all; only for    per user on the validation of every
+                      the models that search it (SASRec)               data set measured (Beauty, Sports,
+                                                                       LastFM, Scientific, ML-100K); the
+                                                                       positions grow with the square of
+                                                                       the sequence (ML-100K: 3.8M, about a
+                                                                       minute per epoch on one core)
 ====================  ===============================================  =================================
 
 Without ``--model`` memrec trains its recommended configuration: SASRec with the neighbour memory
@@ -26,7 +28,7 @@ always wins over these rules.
 Example:
     >>> rules = data_defaults({"users": 900, "interactions": 100_000, "avg_sequence_length": 106.0, "prefix_positions": 3_810_000})
     >>> rules["model_config"], rules["train"]
-    ({'dropout': 0.2}, {'batch_size': 64, 'patience': 15, 'eval_every': 1, 'train_windows': 'all'})
+    ({'dropout': 0.2}, {'batch_size': 64, 'patience': 15, 'eval_every': 1, 'train_windows': 'prefixes'})
     >>> data_defaults({"users": 22_363, "interactions": 198_502, "avg_sequence_length": 8.9, "prefix_positions": 1_100_000})["model_config"]
     {'dropout': 0.5}
     >>> prefix_positions([4, 6, 60], max_len=50)  # targets after the first: 1; 1 + 2 + 3; 1 + ... + 50 + 7 x 50
@@ -40,7 +42,7 @@ RECOMMENDED_MODEL = "sasrec"  # with the neighbour memory: memrec's recommended 
 SHORT_SEQUENCES = 20.0  # mean items per user below which dropout is 0.5
 FEW_USERS = 5_000
 MANY_INTERACTIONS = 150_000
-PREFIX_BUDGET = 2_000_000  # item positions per epoch of prefix samples (LastFM's 1.7M: about a minute on one core)
+PREFIX_BUDGET = 10_000_000  # item positions per epoch of prefix samples (ML-100K's 3.8M: about a minute on one core)
 
 
 def prefix_positions(lengths, max_len: int) -> int:
