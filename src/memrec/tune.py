@@ -210,19 +210,25 @@ def plot_study(study, path: Path, base: RunConfig) -> None:
     import optuna
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    best, line = float("-inf"), []
+    best, line, labelled = float("-inf"), [], set()
+
+    def label(name: str) -> str | None:  # each kind named once in the legend
+        first = name not in labelled
+        labelled.add(name)
+        return name if first else None
+
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
-            ax.scatter(t.number, t.value, color="tab:blue", s=18, label="complete" if not line else None)
+            ax.scatter(t.number, t.value, color="tab:blue", s=18, label=label("complete"))
             best = max(best, t.value)
         elif t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values:
             ax.scatter(t.number, t.intermediate_values[max(t.intermediate_values)], color="tab:gray", marker="x", s=18,
-                       label="pruned (last report)" if "pruned" not in [h.get_label() for h in ax.collections] else None)
+                       label=label("pruned (last report)"))
         line.append(best if best > float("-inf") else None)
     xs = [i for i, v in enumerate(line) if v is not None]
     ax.step(xs, [line[i] for i in xs], where="post", color="tab:orange", label="best so far")
     ax.set(xlabel="trial", ylabel=f"validation {METRIC.upper()}", title=f"memrec tune: {base.model} on {base.data.dataset}")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
