@@ -502,6 +502,26 @@ def prefixes_everywhere():
 
 
 @table
+def tune_scientific():
+    d = J("tune-sasrec-scientific")
+    states = [t["state"] for t in d["trials"]]
+    best = d["best"]
+    values = ", ".join(f"{k.split('.')[-1]} {f(float(v), 4) if k == 'train.lr' else (f(float(v), 2) if k == 'model_config.dropout' else v)}"
+                       for k, v in best.items() if "." in k and v != "")
+    test = [r["test"]["ndcg@10"] for r in d["confirm"]]
+    mean = sum(test) / len(test)
+    std = (sum((x - mean) ** 2 for x in test) / (len(test) - 1)) ** 0.5 if len(test) > 1 else None
+    prefixes = next(x for x in J("neighbours-prefixes-scientific")["summary"] if x["model"] == "sasrec")["test_without"]
+    rows = [["trials: complete / pruned", f"{states.count('complete')} / {states.count('pruned')}", f"`{d['command']}`"],
+            ["best trial's validation NDCG@10", f(float(best["valid_ndcg@10"])), values],
+            [f"its config trained again, test NDCG@10 over seeds {', '.join(str(r['seed']) for r in d['confirm'])}", f({"mean": mean, "std": std}),
+             "`memrec train --config DIR/best.yaml --train.seed=S --output RUN`"],
+            ["the frozen config with prefix samples, test NDCG@10 (3 seeds)", mean_std(prefixes, "ndcg@10"), "docs/backbone.md"],
+            ["the frozen config (one window per user), test NDCG@10 (3 seeds)", f(run("sasrec-amazon-scientific/3-seeds")["test"]["ndcg@10"]), "runs.json"]]
+    return md(["", "figure", "how"], rows)
+
+
+@table
 def distributed():
     rows = []
     for name in ("ml-100k", "beauty"):
