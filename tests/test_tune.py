@@ -14,9 +14,9 @@ SPACE = "model_config.hidden_size: [8, 16]\ntrain.lr: [0.000001, 0.003]\n"
 TINY = ["--data.max_len=10", "--train.epochs=2"]
 
 
-def tune(tmp_path, trials: int):
+def tune(tmp_path, trials: int, prune_from: int = 1):
     cmd = [sys.executable, "-m", "memrec", "tune", "--model", "sasrec", "--dataset", "ml-100k", "--space", str(tmp_path / "space.yaml"),
-           "--trials", str(trials), "--startup", "3", "--output", str(tmp_path / "study"), *TINY]
+           "--trials", str(trials), "--startup", "3", "--prune-from", str(prune_from), "--output", str(tmp_path / "study"), *TINY]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -30,12 +30,21 @@ def test_a_study_prunes_resumes_and_writes_the_best_config(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
     pruned = [r for r in rows if r["state"] == "pruned"]
     assert all(r["epochs_reported"] == "1" and float(r["valid_ndcg@10"]) < first["best_valid_ndcg@10"] for r in pruned)  # stopped early
+    assert all(float(r["seconds"]) > 0 for r in rows)  # a pruned trial's time is counted too
     best = RunConfig.from_yaml(tmp_path / "study" / "best.yaml")
     assert (best.model_config.hidden_size, best.train.lr, best.data.max_len) == (first["best"]["model_config.hidden_size"], 0.003, 10)
     assert (tmp_path / "study" / "tune.png").stat().st_size > 10_000
     again = tune(tmp_path, 9)  # resumed: one more trial, the first eight kept
     assert again["trials"] == 9 and again["complete"] + again["pruned"] == 9
     assert again[f"best_valid_ndcg@10"] >= first["best_valid_ndcg@10"]
+
+
+def test_no_trial_is_pruned_before_the_epoch_prune_from_names(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    summary = tune(tmp_path, 8, prune_from=2)  # the seeded sampler draws the same trials as the study above
+    rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert summary["pruned"] >= 1 and all(r["epochs_reported"] == "2" for r in pruned)  # with --prune-from 1 they stop at epoch 1
 
 
 def test_a_trial_left_running_by_a_killed_process_is_failed_and_run_again(tmp_path):

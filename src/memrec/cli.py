@@ -82,7 +82,7 @@ def cmd_tune(args, extra: list[str]) -> None:
     args.memory = None  # the backbone is tuned; the neighbour memory chooses its own setting after training
     config = build_run_config(args, extra)
     summary = tune(config, args.output, trials=args.trials, minutes=args.minutes, space=search_space(config.model, args.space),
-                   startup=args.startup, seed=args.seed, log=lambda line: print(line, file=sys.stderr))
+                   startup=args.startup, prune_from=args.prune_from, seed=args.seed, log=lambda line: print(line, file=sys.stderr))
     print(json.dumps(summary, indent=2))  # stdout: the summary alone, as JSON
 
 
@@ -369,6 +369,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=20, help="trials the study holds when done (a resumed study counts its earlier ones)")
     p.add_argument("--minutes", type=float, help="stop starting trials after this many minutes")
     p.add_argument("--startup", type=int, default=5, help="trials sampled at random, and run unpruned, before TPE and the median pruner take over")
+    p.add_argument("--prune-from", type=int, default=3, help="the first epoch at which a trial may be pruned (at the first epochs every trial scores alike)")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     p.add_argument("--output", required=True, help="study folder: study.db (resumable), trials.csv, tune.png, best.yaml")
 

@@ -122,9 +122,10 @@ class Validation:
 
 
 def tune(base: RunConfig, output: str | Path, trials: int = 20, minutes: float | None = None, space: dict | None = None,
-         startup: int = 5, seed: int = 0, log=print) -> dict:
+         startup: int = 5, prune_from: int = 3, seed: int = 0, log=print) -> dict:
     """Run (or resume) the study in ``output`` until it holds ``trials`` trials or ``minutes`` pass.
     Returns the summary (also printed): best value, its settings, counts of complete and pruned trials.
+    A trial may be pruned from epoch ``prune_from`` on (at the first epochs every trial scores alike).
 
     Example:
         >>> import tempfile
@@ -135,6 +136,8 @@ def tune(base: RunConfig, output: str | Path, trials: int = 20, minutes: float |
     """
     import optuna
 
+    if prune_from < 1:
+        raise ConfigError(f"prune_from: expected the first epoch a trial may be pruned at (1 or more), got {prune_from}")
     space = space or search_space(base.model)
     for key, spec in space.items():  # every key must reach the config before a minute is spent
         _check_spec(key, spec)
@@ -144,7 +147,7 @@ def tune(base: RunConfig, output: str | Path, trials: int = 20, minutes: float |
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="memrec", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0))
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=prune_from))
     if study.user_attrs.get("space", space) != space or study.user_attrs.get("base", base.to_dict()) != base.to_dict():
         raise ConfigError(f"{out / 'study.db'} holds a study of another space or base config: give another --output to start a new one")
     study.set_user_attr("space", space)
@@ -153,13 +156,14 @@ def tune(base: RunConfig, output: str | Path, trials: int = 20, minutes: float |
 
     def objective(trial) -> float:
         config = configured(base, suggest(trial, space))
+        tic = time.perf_counter()
 
         def report(epoch: int, score: float) -> None:
             trial.report(score, epoch)
             if trial.should_prune():
+                trial.set_user_attr("seconds", time.perf_counter() - tic)
                 raise optuna.TrialPruned(f"validation {METRIC} {score:.4f} at epoch {epoch}: below the median")
 
-        tic = time.perf_counter()
         value = validation(config, report)
         trial.set_user_attr("seconds", time.perf_counter() - tic)
         return value
