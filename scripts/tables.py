@@ -501,21 +501,24 @@ def prefixes_everywhere():
                "prefixes", "s / epoch, one window", "prefixes"], rows)
 
 
-# issue 19's converged ablation on Beauty: (what differs from the frozen config, runs.json id), seed 42,
+# issue 19's converged ablation on Beauty: (what differs from the frozen config, runs.json id), seed 42 or 3 seeds,
 # each run to its own patience with the neighbour memory built on its weights
 BACKBONE_CONVERGED = [
     ("the frozen config (prefixes)", "sasrec-beauty"),
+    ("the frozen config (prefixes)", "sasrec-beauty/prefixes/converged-3-seeds"),
     ("no dropout on the feed-forward's hidden layer (`--model_config.inner_dropout=0`)", "sasrec-beauty/inner-dropout-0"),
     ("BSARec's Beauty settings: lr 5e-4, 1 head, no feed-forward dropout", "sasrec-beauty/bsarec-settings"),
+    ("BSARec's Beauty settings: lr 5e-4, 1 head, no feed-forward dropout", "sasrec-beauty/bsarec-settings/3-seeds"),
     ("hidden size 128 (`--model_config.hidden_size=128 --model_config.inner_size=512`)", "sasrec-beauty/hidden-128"),
 ]
 
 
 @table
 def backbone_converged():
-    rows = [[label, f(r["valid"]["ndcg@10"]), f"{r['best_epoch']} / {r['epochs']}", nh(r["test"]), nh(r["test_with_neighbours"])]
+    rows = [[label, ", ".join(map(str, r["seeds"])), f(r["valid"]["ndcg@10"]), f"{r['best_epoch']} / {r['epochs']}" if "epochs" in r else "per seed in runs.json",
+             nh(r["test"]), nh(r["test_with_neighbours"])]
             for label, run_id in BACKBONE_CONVERGED if (r := J("runs")["runs"].get(run_id))]
-    return md(["Beauty, seed 42, to convergence", "valid NDCG@10 (backbone)", "best epoch / epochs",
+    return md(["Beauty, to convergence", "seeds", "valid NDCG@10 (backbone)", "best epoch / epochs",
                "test NDCG@10 / HR@10 without memory", "with the neighbour memory"], rows)
 
 
